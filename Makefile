@@ -1,0 +1,39 @@
+# django-evolink developer commands. `make test` and `make demo` are the quick start.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-postgres lint docs demo bench build clean check-migrations
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+check-migrations: $(STAMP)
+	$(PY) -m django makemigrations django_evolink --check --dry-run --settings=tests.settings
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+build: $(STAMP)
+	$(PY) -m build --outdir dist .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache

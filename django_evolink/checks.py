@@ -1,0 +1,109 @@
+"""Django system checks for django-evolink (ids ``django_evolink.E001`` ...).
+
+| id | level | what |
+| E001 | error | ``settings.EVOLINK`` is not a dict |
+| W001 | warning | no API key |
+| W002 | warning | unknown keys in ``settings.EVOLINK`` (typos) |
+| E002 | error | ``CALLBACK_BASE_URL`` is not an https origin |
+| E003 | error | ``CALLBACK_BASE_URL`` points at a private/loopback address |
+| E004 | error | a required app is missing from INSTALLED_APPS |
+| E005 | error | a setting has a value of the wrong type or range |
+| W003 | warning | django-q2 ``retry`` is not larger than ``timeout`` (tasks run twice) |
+| W004 | warning | the recurring poll schedule is missing |
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from . import conf, netsafety
+
+_NUMERIC_KEYS = (
+    "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_BACKOFF", "RETRY_MAX_WAIT", "POLL_MIN_INTERVAL",
+    "POLL_MAX_INTERVAL", "POLL_CALLBACK_GRACE", "POLL_LEASE_SECONDS", "TASK_TIMEOUT",
+    "DOWNLOAD_TIMEOUT", "DOWNLOAD_RETRY_HOURS",
+)
+_INT_KEYS = ("MAX_RETRIES", "POOL_SIZE", "POLL_BATCH_SIZE", "POLL_MAX_TASKS_PER_SWEEP",
+             "POLL_CONCURRENCY", "SWEEP_MINUTES", "PAGE_SIZE", "DOWNLOAD_MAX_BYTES")
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    user = getattr(settings, "EVOLINK", None)
+    if user is not None and not isinstance(user, dict):
+        return [Error("settings.EVOLINK must be a dict.", hint="EVOLINK = {'API_KEY': ...}",
+                      id="django_evolink.E001")]
+    if not conf.api_key():
+        errors.append(Warning(
+            "No Evolink API key is configured; requests to Evolink will fail.",
+            hint="Set EVOLINK = {'API_KEY': 'sk-evo-...'} in settings or the "
+                 "EVOLINK_API_KEY environment variable.",
+            id="django_evolink.W001",
+        ))
+    unknown = conf.unknown_keys()
+    if unknown:
+        errors.append(Warning(
+            f"Unknown key(s) in settings.EVOLINK: {', '.join(unknown)}.",
+            hint="Check the spelling; known keys: " + ", ".join(sorted(conf.DEFAULTS)) + ".",
+            id="django_evolink.W002",
+        ))
+    callback = conf.get("CALLBACK_BASE_URL")
+    if callback:
+        parts = urlsplit(str(callback))
+        allow_private = bool(conf.get("ALLOW_PRIVATE_URLS"))
+        if parts.scheme != "https" and not allow_private:
+            errors.append(Error(
+                "EVOLINK['CALLBACK_BASE_URL'] must be an https origin: Evolink only "
+                "delivers callbacks over HTTPS.",
+                hint="Use e.g. 'https://www.example.com', or None to rely on polling.",
+                id="django_evolink.E002",
+            ))
+        elif not parts.hostname:
+            errors.append(Error("EVOLINK['CALLBACK_BASE_URL'] has no host.",
+                                hint="Use e.g. 'https://www.example.com'.",
+                                id="django_evolink.E002"))
+        elif not allow_private and netsafety.host_is_private(parts.hostname, resolve=False):
+            errors.append(Error(
+                "EVOLINK['CALLBACK_BASE_URL'] points at a private or loopback address, "
+                "which Evolink refuses to call.",
+                hint="Use the site's public origin, or None to rely on polling "
+                     "(ALLOW_PRIVATE_URLS=True only for local development).",
+                id="django_evolink.E003",
+            ))
+    for key in _NUMERIC_KEYS:
+        value = conf.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            errors.append(Error(f"EVOLINK['{key}'] must be a number >= 0 (got {value!r}).",
+                                id="django_evolink.E005"))
+    for key in _INT_KEYS:
+        value = conf.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "MAX_RETRIES" else 1):
+            errors.append(Error(f"EVOLINK['{key}'] must be a positive whole number (got {value!r}).",
+                                id="django_evolink.E005"))
+    if conf.get("UPLOAD_BACKEND") not in ("evolink", "storage"):
+        errors.append(Error("EVOLINK['UPLOAD_BACKEND'] must be 'evolink' or 'storage'.",
+                            id="django_evolink.E005"))
+    for app in ("rest_framework", "django_q"):
+        if not apps.is_installed(app):
+            errors.append(Error(f"'{app}' must be in INSTALLED_APPS for django_evolink.",
+                                id="django_evolink.E004"))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_django_q(app_configs=None, **kwargs):
+    q = getattr(settings, "Q_CLUSTER", {}) or {}
+    timeout, retry = q.get("timeout"), q.get("retry")
+    if timeout is not None and retry is not None and retry <= timeout:
+        return [Warning(
+            f"Q_CLUSTER['retry'] ({retry}) is not larger than Q_CLUSTER['timeout'] ({timeout}): "
+            "django-q2 would hand a still-running task to a second worker.",
+            hint="Set retry to more than timeout, e.g. timeout=60, retry=120.",
+            id="django_evolink.W003",
+        )]
+    return []

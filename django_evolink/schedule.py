@@ -1,0 +1,45 @@
+"""The recurring poll sweep, installed idempotently as a django-q2 Schedule."""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_migrate
+
+from . import conf
+
+SWEEP_FUNC = "django_evolink.tasks.sweep"
+SWEEP_NAME = "django-evolink poll sweep"
+
+
+def install_schedule(*, using: str = "default") -> tuple[object, bool]:
+    """Create the sweep Schedule when missing; keep an existing one (and an admin's
+    edits to it) and delete duplicates. Returns ``(schedule, created)``."""
+    from django_q.models import Schedule
+
+    existing = list(Schedule.objects.using(using).filter(func=SWEEP_FUNC).order_by("id"))
+    if existing:
+        keep, extra = existing[0], existing[1:]
+        if extra:
+            Schedule.objects.using(using).filter(pk__in=[s.pk for s in extra]).delete()
+        return keep, False
+    schedule = Schedule.objects.using(using).create(
+        func=SWEEP_FUNC,
+        name=SWEEP_NAME,
+        schedule_type=Schedule.MINUTES,
+        minutes=int(conf.get("SWEEP_MINUTES")),
+        repeats=-1,
+    )
+    return schedule, True
+
+
+def _post_migrate(sender, app_config=None, using="default", **kwargs) -> None:
+    if not conf.get("INSTALL_SCHEDULE"):
+        return
+    from django.apps import apps
+
+    if not apps.is_installed("django_q"):
+        return
+    install_schedule(using=using)
+
+
+def connect_post_migrate(app_config) -> None:
+    post_migrate.connect(_post_migrate, sender=app_config, dispatch_uid="django_evolink_schedule")

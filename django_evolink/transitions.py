@@ -1,0 +1,397 @@
+"""The one transition function: every Evolink answer about a task goes through here.
+
+Submit answers, poll answers, refreshes, callbacks, admin re-applies and local
+decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
+:func:`fail_task`. Each call
+
+1. records a :class:`TaskEvent` first, in its own write, so the delivery survives
+   even when applying it fails;
+2. locks the task row (``select_for_update``), checks the payload belongs to the
+   task and is well-formed;
+3. only moves forward: queued < pending < processing < final; progress never
+   decreases; a final status never changes; an unknown status is recorded, not
+   applied;
+4. records result images idempotently on completion;
+5. sends the signals once per change, after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import signals
+from .models import (
+    FINAL_STATUSES,
+    STATUS_RANK,
+    EventOutcome,
+    EventSource,
+    GeneratedImage,
+    ImageTask,
+    Status,
+    TaskEvent,
+)
+
+logger = logging.getLogger("django_evolink.transitions")
+
+#: Statuses Evolink may report for a task.
+EVOLINK_STATUSES = frozenset(
+    {Status.PENDING, Status.PROCESSING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
+)
+#: How long Evolink keeps result links alive.
+RESULT_LINK_LIFETIME = timedelta(hours=24)
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be applied; ``outcome`` says why."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        self.outcome = outcome
+        super().__init__(message)
+
+
+@dataclass
+class Update:
+    """What a payload says about a task, normalised."""
+
+    status: str
+    evolink_id: str | None = None
+    progress: int | None = None
+    billing_rule: str | None = None
+    credits_reserved: Decimal | None = None
+    user_group: str | None = None
+    estimated_time: int | None = None
+    can_cancel: bool | None = None
+    results: list[str] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass
+class ApplyResult:
+    """What applying one payload did."""
+
+    task: ImageTask
+    event: TaskEvent
+    outcome: str
+    changed: bool
+    old_status: str = ""
+    new_status: str = ""
+    changed_fields: list[str] = field(default_factory=list)
+
+    @property
+    def status_changed(self) -> bool:
+        return self.old_status != self.new_status
+
+
+def _int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise PayloadError(EventOutcome.MALFORMED, f"{name} must be an integer")
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise PayloadError(EventOutcome.MALFORMED, f"{name} must be within {lo}..{hi}")
+    return value
+
+
+def _str(value: Any, name: str, max_length: int = 255) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise PayloadError(EventOutcome.MALFORMED, f"{name} must be a string")
+    return value
+
+
+def parse_payload(payload: Any) -> Update:
+    """Turn an Evolink task object (create answer, task query, callback) into an Update."""
+    if not isinstance(payload, dict):
+        raise PayloadError(EventOutcome.MALFORMED, "the payload is not a JSON object")
+    evolink_id = payload.get("id")
+    if not isinstance(evolink_id, str) or not evolink_id or len(evolink_id) > 128:
+        raise PayloadError(EventOutcome.MALFORMED, "the payload has no task id")
+    status = payload.get("status")
+    if not isinstance(status, str):
+        raise PayloadError(EventOutcome.MALFORMED, "the payload has no status")
+    if status not in EVOLINK_STATUSES:
+        raise PayloadError(EventOutcome.UNKNOWN_STATUS, f"unknown status {status[:32]!r}")
+    update = Update(status=status, evolink_id=evolink_id)
+    update.progress = _int(payload.get("progress"), "progress", 0, 100)
+    usage = payload.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise PayloadError(EventOutcome.MALFORMED, "usage must be an object")
+        update.billing_rule = _str(usage.get("billing_rule"), "usage.billing_rule", 32)
+        update.user_group = _str(usage.get("user_group"), "usage.user_group", 64)
+        credits = usage.get("credits_reserved")
+        if credits is not None:
+            if isinstance(credits, bool) or not isinstance(credits, (int, float, str)):
+                raise PayloadError(EventOutcome.MALFORMED, "usage.credits_reserved must be a number")
+            try:
+                update.credits_reserved = Decimal(str(credits)).quantize(Decimal("0.0001"))
+            except InvalidOperation:
+                raise PayloadError(EventOutcome.MALFORMED, "usage.credits_reserved must be a number")
+            if not update.credits_reserved.is_finite() or update.credits_reserved < 0:
+                raise PayloadError(EventOutcome.MALFORMED, "usage.credits_reserved must be >= 0")
+    info = payload.get("task_info")
+    if info is not None:
+        if not isinstance(info, dict):
+            raise PayloadError(EventOutcome.MALFORMED, "task_info must be an object")
+        update.estimated_time = _int(info.get("estimated_time"), "estimated_time", 0, 10**7)
+        can_cancel = info.get("can_cancel")
+        if can_cancel is not None and not isinstance(can_cancel, bool):
+            raise PayloadError(EventOutcome.MALFORMED, "task_info.can_cancel must be a boolean")
+        update.can_cancel = can_cancel
+    results = payload.get("results")
+    if results is not None:
+        if not isinstance(results, list) or len(results) > 16:
+            raise PayloadError(EventOutcome.MALFORMED, "results must be a list of URLs")
+        for url in results:
+            if not isinstance(url, str) or len(url) > 2048:
+                raise PayloadError(EventOutcome.MALFORMED, "results must be a list of URLs")
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise PayloadError(EventOutcome.MALFORMED, "result URLs must be http(s)")
+        update.results = list(results)
+    if status in (Status.FAILED, Status.CANCELLED):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            update.error_code = str(error.get("type") or error.get("code") or "")[:64] or None
+            update.error_message = str(error.get("message") or "")[:2000] or None
+        elif isinstance(error, str):
+            update.error_message = error[:2000]
+    return update
+
+
+def record_event(
+    task: ImageTask | Any,
+    source: str,
+    payload: Any,
+    *,
+    headers: dict | None = None,
+    remote_addr: str | None = None,
+    note: str = "",
+) -> TaskEvent:
+    """Store a delivery before anything is applied."""
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    return TaskEvent.objects.create(
+        task_id=task_id,
+        source=source,
+        payload=payload,
+        headers=headers or {},
+        remote_addr=remote_addr,
+        note=note,
+    )
+
+
+def _merge(task: ImageTask, update: Update, now) -> tuple[str, list[str]]:
+    """Apply ``update`` to the locked ``task`` in memory; return (outcome, fields)."""
+    if task.status in FINAL_STATUSES:
+        return (EventOutcome.UNCHANGED if update.status == task.status else EventOutcome.STALE), []
+    old_rank, new_rank = STATUS_RANK[task.status], STATUS_RANK[update.status]
+    if new_rank < old_rank:
+        return EventOutcome.STALE, []
+    fields: list[str] = []
+
+    def put(name: str, value: Any) -> None:
+        if value is not None and getattr(task, name) != value:
+            setattr(task, name, value)
+            fields.append(name)
+
+    if update.status != task.status:
+        put("status", update.status)
+    progress = 100 if update.status == Status.COMPLETED else update.progress
+    if progress is not None and progress > task.progress:
+        put("progress", progress)
+    for name in ("billing_rule", "credits_reserved", "user_group", "estimated_time", "can_cancel"):
+        put(name, getattr(update, name))
+    if update.status in FINAL_STATUSES:
+        put("completed_at", now)
+        if update.status != Status.COMPLETED:
+            default_code = "task_cancelled" if update.status == Status.CANCELLED else "task_failed"
+            put("error_code", update.error_code or default_code)
+            put(
+                "error_message",
+                update.error_message
+                or (
+                    "Evolink cancelled the task."
+                    if update.status == Status.CANCELLED
+                    else "Evolink reported the task as failed."
+                ),
+            )
+        for name in ("next_poll_at", "lease_token", "lease_until"):
+            if getattr(task, name) is not None:
+                setattr(task, name, None)
+                fields.append(name)
+    return (EventOutcome.APPLIED if fields else EventOutcome.UNCHANGED), fields
+
+
+def _record_images(task: ImageTask, results: list[str], now) -> None:
+    GeneratedImage.objects.bulk_create(
+        [
+            GeneratedImage(
+                task=task,
+                index=i,
+                source_url=url,
+                source_expires_at=now + RESULT_LINK_LIFETIME,
+                next_download_at=now,
+            )
+            for i, url in enumerate(results)
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _after_commit(task: ImageTask, old: str, new: str) -> None:
+    def send() -> None:
+        signals.task_status_changed.send(sender=ImageTask, task=task, old_status=old, new_status=new)
+        if new == Status.COMPLETED:
+            signals.task_completed.send(sender=ImageTask, task=task)
+        elif new in FINAL_STATUSES:
+            signals.task_failed.send(sender=ImageTask, task=task)
+
+    transaction.on_commit(send, robust=True)
+    if new == Status.COMPLETED:
+        from . import tasks as background
+
+        transaction.on_commit(lambda: background.enqueue_downloads(task.pk), robust=True)
+
+
+def _apply(task_id: Any, update: Update | None, event: TaskEvent, source: str,
+           error: PayloadError | None = None) -> ApplyResult:
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            task = ImageTask.objects.select_for_update().get(pk=task_id)
+            old = task.status
+            if error is not None:
+                outcome, fields = error.outcome, []
+                note = str(error)
+            elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
+                if task.evolink_id is None and source == EventSource.SUBMIT:
+                    task.evolink_id = update.evolink_id
+                    outcome, fields = _merge(task, update, now)
+                    fields = ["evolink_id", *fields]
+                    note = ""
+                else:
+                    outcome, fields, note = EventOutcome.WRONG_TASK, [], (
+                        f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"
+                    )
+            else:
+                outcome, fields = _merge(task, update, now)
+                note = ""
+            if source == EventSource.CALLBACK and outcome in (
+                EventOutcome.APPLIED, EventOutcome.UNCHANGED, EventOutcome.STALE
+            ):
+                task.callback_received_at = now
+                fields.append("callback_received_at")
+            if fields:
+                outcome = EventOutcome.APPLIED if outcome == EventOutcome.UNCHANGED and any(
+                    f != "callback_received_at" for f in fields
+                ) else outcome
+                if "evolink_id" in fields and task.submitted_at is None:
+                    task.submitted_at = now
+                    fields.append("submitted_at")
+                if task.status not in FINAL_STATUSES and task.next_poll_at is None and task.evolink_id:
+                    from .polling import first_poll_at
+
+                    task.next_poll_at = first_poll_at(task, now)
+                    fields.append("next_poll_at")
+                task.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
+            if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
+                _record_images(task, update.results, now)
+            changed = outcome == EventOutcome.APPLIED
+            TaskEvent.objects.filter(pk=event.pk).update(
+                outcome=outcome,
+                changed=changed,
+                status_before=old,
+                status_after=task.status,
+                note=(event.note + "\n" + note).strip() if note else event.note,
+            )
+            if task.status != old:
+                _after_commit(task, old, task.status)
+    except IntegrityError as exc:
+        # another task already carries this Evolink id: not ours
+        TaskEvent.objects.filter(pk=event.pk).update(
+            outcome=EventOutcome.WRONG_TASK, note=f"{type(exc).__name__}: evolink id already used"
+        )
+        task = ImageTask.objects.get(pk=task_id)
+        return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, task.status, task.status)
+    except Exception as exc:
+        TaskEvent.objects.filter(pk=event.pk).update(
+            outcome=EventOutcome.ERROR, note=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        logger.exception("Applying event %s to task %s failed", event.pk, task_id)
+        raise
+    event.outcome, event.changed = outcome, changed
+    event.status_before, event.status_after = old, task.status
+    if changed or outcome not in (EventOutcome.UNCHANGED,):
+        logger.info("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status, outcome)
+    return ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
+
+
+def apply_payload(
+    task: ImageTask | Any,
+    payload: Any,
+    *,
+    source: str,
+    headers: dict | None = None,
+    remote_addr: str | None = None,
+    note: str = "",
+    event: TaskEvent | None = None,
+) -> ApplyResult:
+    """Record ``payload`` as an event of ``task``, then apply it forward-only.
+
+    ``task`` is an :class:`ImageTask` or its primary key. Returns an
+    :class:`ApplyResult`; malformed payloads, payloads of another task, stale and
+    duplicate payloads are recorded and reported in ``outcome``, never raised.
+    """
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    if event is None:
+        event = record_event(task_id, source, payload, headers=headers,
+                             remote_addr=remote_addr, note=note)
+    try:
+        update, error = parse_payload(payload), None
+    except PayloadError as exc:
+        update, error = None, exc
+    result = _apply(task_id, update, event, source, error)
+    if isinstance(task, ImageTask):
+        _refresh_instance(task, result.task)
+    return result
+
+
+def fail_task(
+    task: ImageTask | Any,
+    *,
+    code: str,
+    message: str,
+    source: str = EventSource.SYSTEM,
+    payload: Any = None,
+    status: str = Status.FAILED,
+) -> ApplyResult:
+    """Mark ``task`` failed (or cancelled) by a local decision, through the same path.
+
+    Does nothing to a task that is already final (recorded as stale/unchanged).
+    """
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    if payload is None:
+        payload = {"status": status, "error": {"code": code, "message": message}, "local": True}
+    event = record_event(task_id, source, payload, note=message[:500])
+    update = Update(status=status, error_code=code[:64], error_message=message)
+    result = _apply(task_id, update, event, source)
+    if isinstance(task, ImageTask):
+        _refresh_instance(task, result.task)
+    return result
+
+
+def _refresh_instance(target: ImageTask, source: ImageTask) -> None:
+    if target is source:
+        return
+    for f in ImageTask._meta.concrete_fields:
+        setattr(target, f.attname, getattr(source, f.attname))

@@ -1,0 +1,43 @@
+"""Shared fixtures of the django-evolink test suite (helpers live in tests/helpers.py)."""
+
+import io
+
+import pytest
+from PIL import Image
+
+
+def make_image_bytes(width: int = 512, height: int = 512, fmt: str = "PNG", mode: str = "RGB",
+                     color=(200, 80, 40)) -> bytes:
+    """A real image of the given size and format, as bytes."""
+    if mode == "RGBA" and len(color) == 3:
+        color = (*color, 128)
+    buf = io.BytesIO()
+    Image.new(mode, (width, height), color).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def png_bytes():
+    return make_image_bytes()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", "pw-alice")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", "pw-bob")
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(
+        "staff", "staff@example.com", "pw-staff", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
