@@ -106,7 +106,7 @@ class ImageTask(models.Model):
     )
     submitted_at = models.DateTimeField(_("accepted by Evolink"), null=True, blank=True)
     callback_token_hash = models.CharField(
-        _("callback token hash"), max_length=64, blank=True, editable=False
+        _("callback token hash"), max_length=64, blank=True, editable=False, db_index=True
     )
     callback_received_at = models.DateTimeField(_("last callback"), null=True, blank=True)
     next_poll_at = models.DateTimeField(_("next poll"), null=True, blank=True)
