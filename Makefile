@@ -4,8 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
+# `make test` runs everything but the slow reliability tests; `make test-all` runs those too.
+PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: test test-postgres lint docs demo bench build clean check-migrations
+.PHONY: install test test-all test-postgres lint docs demo bench build clean check-migrations
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,9 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "" $(PYTEST_EXTRA)
 
 test-postgres: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest $(PYTEST_ARGS)

@@ -38,7 +38,8 @@ def is_private_address(address: str) -> bool:
 def host_is_private(host: str, *, resolve: bool = True) -> bool:
     """True when ``host`` is, or resolves to, any non-public address.
 
-    A name that does not resolve is treated as private (it cannot be fetched).
+    A name that does not resolve here is not called private: it cannot be fetched
+    from this machine anyway, and Evolink (on another network) may resolve it.
     """
     host = (host or "").strip("[]").rstrip(".").lower()
     if not host:
@@ -56,7 +57,7 @@ def host_is_private(host: str, *, resolve: bool = True) -> bool:
     try:
         infos = socket.getaddrinfo(host, None)
     except (OSError, UnicodeError):
-        return True
+        return False
     return any(is_private_address(info[4][0]) for info in infos)
 
 
@@ -84,7 +85,7 @@ def check_url(
         return _("URLs with credentials are not allowed.")
     if not allow_private and host_is_private(host, resolve=resolve):
         return _(
-            "The URL points at a private, loopback or unresolvable address, which Evolink "
+            "The URL points at a private or loopback address, which Evolink "
             "cannot reach (set EVOLINK['ALLOW_PRIVATE_URLS'] only for local development)."
         )
     return None

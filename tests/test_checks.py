@@ -1,0 +1,94 @@
+"""Settings lookup and the system checks."""
+
+import pytest
+from django.core.checks import run_checks
+
+from django_evolink import conf
+from django_evolink.exceptions import EvolinkConfigurationError
+
+
+def ids(settings_obj=None):
+    return sorted({m.id for m in run_checks() if m.id and m.id.startswith("django_evolink.")})
+
+
+def test_defaults_and_override(settings):
+    assert conf.get("BASE_URL") == "https://api.evolink.test"
+    settings.EVOLINK = {}
+    assert conf.get("BASE_URL") == "https://api.evolink.ai"
+    assert conf.get("FILES_BASE_URL") == "https://files-api.evolink.ai"
+    assert conf.get("CALLBACK_BASE_URL") is None and conf.get("ALLOW_PRIVATE_URLS") is False
+    with pytest.raises(KeyError):
+        conf.get("NOPE")
+
+
+def test_api_key_falls_back_to_environment(settings, monkeypatch):
+    settings.EVOLINK = {}
+    monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
+    assert conf.api_key() is None
+    with pytest.raises(EvolinkConfigurationError) as info:
+        conf.require_api_key()
+    assert "EVOLINK_API_KEY" in str(info.value) and "API_KEY" in str(info.value)
+    monkeypatch.setenv("EVOLINK_API_KEY", "sk-evo-from-env")
+    assert conf.api_key() == "sk-evo-from-env"
+    settings.EVOLINK = {"API_KEY": "sk-evo-from-settings"}
+    assert conf.api_key() == "sk-evo-from-settings"
+
+
+def test_clean_settings_have_no_messages():
+    assert [i for i in ids() if i not in ("django_evolink.W004",)] == []
+
+
+def test_missing_key_warns(settings, monkeypatch):
+    monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
+    settings.EVOLINK = {}
+    messages = [m for m in run_checks() if m.id == "django_evolink.W001"]
+    assert messages and "EVOLINK_API_KEY" in messages[0].hint
+
+
+def test_unknown_key_warns(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "CALBACK_BASE_URL": "https://x.example"}
+    messages = [m for m in run_checks() if m.id == "django_evolink.W002"]
+    assert messages and "CALBACK_BASE_URL" in messages[0].msg
+
+
+@pytest.mark.parametrize(("url", "check_id"), [
+    ("http://www.example.com", "django_evolink.E002"),
+    ("https://127.0.0.1:8000", "django_evolink.E003"),
+    ("https://192.168.1.5", "django_evolink.E003"),
+    ("https://localhost", "django_evolink.E003"),
+])
+def test_bad_callback_origin(settings, url, check_id):
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": url}
+    assert check_id in ids()
+    settings.EVOLINK = {**settings.EVOLINK, "ALLOW_PRIVATE_URLS": True}
+    assert check_id not in ids()
+
+
+def test_good_callback_origin(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": "https://www.example.com"}
+    assert not {"django_evolink.E002", "django_evolink.E003"} & set(ids())
+
+
+def test_not_a_dict(settings):
+    settings.EVOLINK = ["API_KEY"]
+    assert "django_evolink.E001" in ids()
+
+
+@pytest.mark.parametrize(("key", "value"), [("READ_TIMEOUT", "30"), ("POLL_BATCH_SIZE", 0),
+                                            ("MAX_RETRIES", -1), ("UPLOAD_BACKEND", "s3")])
+def test_bad_values(settings, key, value):
+    settings.EVOLINK = {**settings.EVOLINK, key: value}
+    assert "django_evolink.E005" in ids()
+
+
+def test_q_cluster_retry_not_above_timeout(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 300, "retry": 60}
+    assert "django_evolink.W003" in ids()
+
+
+def test_every_setting_is_documented():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    missing = [k for k in conf.DEFAULTS if f"| `{k}` |" not in text]
+    assert missing == [], f"document these settings in docs/settings.md: {missing}"
