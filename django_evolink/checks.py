@@ -25,7 +25,8 @@ from . import conf, netsafety
 _NUMERIC_KEYS = (
     "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_BACKOFF", "RETRY_MAX_WAIT", "POLL_MIN_INTERVAL",
     "POLL_MAX_INTERVAL", "POLL_CALLBACK_GRACE", "POLL_LEASE_SECONDS", "TASK_TIMEOUT",
-    "DOWNLOAD_TIMEOUT", "DOWNLOAD_RETRY_HOURS",
+    "DOWNLOAD_TIMEOUT", "DOWNLOAD_RETRY_HOURS", "DOWNLOAD_BACKOFF", "DOWNLOAD_BACKOFF_MAX",
+    "DOWNLOAD_LEASE_SECONDS",
 )
 _INT_KEYS = ("MAX_RETRIES", "POOL_SIZE", "POLL_BATCH_SIZE", "POLL_MAX_TASKS_PER_SWEEP",
              "POLL_CONCURRENCY", "SWEEP_MINUTES", "PAGE_SIZE", "DOWNLOAD_MAX_BYTES")
@@ -82,9 +83,12 @@ def check_settings(app_configs=None, **kwargs):
                                 id="django_evolink.E005"))
     for key in _INT_KEYS:
         value = conf.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "MAX_RETRIES" else 1):
-            errors.append(Error(f"EVOLINK['{key}'] must be a positive whole number (got {value!r}).",
-                                id="django_evolink.E005"))
+        least = 0 if key == "MAX_RETRIES" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            errors.append(Error(
+                f"EVOLINK['{key}'] must be a whole number >= {least} (got {value!r}).",
+                id="django_evolink.E005",
+            ))
     if conf.get("UPLOAD_BACKEND") not in ("evolink", "storage"):
         errors.append(Error("EVOLINK['UPLOAD_BACKEND'] must be 'evolink' or 'storage'.",
                             id="django_evolink.E005"))
@@ -107,3 +111,40 @@ def check_django_q(app_configs=None, **kwargs):
             id="django_evolink.W003",
         )]
     return []
+
+
+@register(Tags.database)
+def check_schedule(app_configs=None, databases=None, **kwargs):
+    """W004: the recurring sweep is not installed although django-q2's tables exist.
+
+    Tagged ``database``: it runs only when checks are asked to look at a database
+    (``migrate``, ``check --database default``), never at import.
+    """
+    from django.db import DatabaseError
+
+    from . import schedule
+
+    if not databases or not apps.is_installed("django_q"):
+        return []
+    warnings = []
+    for alias in databases:
+        try:
+            if not schedule.schedule_table_exists(alias):
+                continue  # django-q2 not migrated yet: nothing to say
+            if schedule.find_schedule(alias) is not None:
+                continue
+        except DatabaseError:
+            continue
+        reason = (
+            "EVOLINK['INSTALL_SCHEDULE'] is False"
+            if not conf.get("INSTALL_SCHEDULE")
+            else "migrations ran without installing it"
+        )
+        warnings.append(Warning(
+            f"The django-evolink poll sweep schedule ({schedule.SWEEP_FUNC}) is missing on "
+            f"database '{alias}' ({reason}): tasks whose callback is lost never finish and "
+            "result images are not retried.",
+            hint="Run 'manage.py evolink_install_schedule', or create the Schedule yourself.",
+            id="django_evolink.W004",
+        ))
+    return warnings

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "DOWNLOAD_MAX_BYTES": 50 * 1024 * 1024,  # refuse result images larger than this
     "DOWNLOAD_TIMEOUT": 30.0,  # read timeout of one result download, seconds
     "DOWNLOAD_RETRY_HOURS": 23.0,  # retry downloads until the 24 h link would expire
+    "DOWNLOAD_BACKOFF": 30.0,  # seconds before the 1st download retry, doubled per attempt
+    "DOWNLOAD_BACKOFF_MAX": 3600.0,  # cap on the wait between two download attempts
+    "DOWNLOAD_LEASE_SECONDS": 300.0,  # a download in progress is not started again this long
     # --- Uploaded inputs ---------------------------------------------------------------
     "UPLOAD_BACKEND": "evolink",  # "evolink" (files API) or "storage" (public media URL)
     "UPLOAD_URL_BASE": None,  # with "storage": absolute origin for relative media URLs

@@ -31,12 +31,34 @@ def install_schedule(*, using: str = "default") -> tuple[object, bool]:
     return schedule, True
 
 
-def _post_migrate(sender, app_config=None, using="default", **kwargs) -> None:
-    if not conf.get("INSTALL_SCHEDULE"):
-        return
+def schedule_table_exists(using: str = "default") -> bool:
+    """True when django-q2's tables exist on ``using`` (its migrations ran)."""
     from django.apps import apps
+    from django.db import connections
 
     if not apps.is_installed("django_q"):
+        return False
+    from django_q.models import Schedule
+
+    with connections[using].cursor() as cursor:
+        tables = connections[using].introspection.table_names(cursor)
+    return Schedule._meta.db_table in tables
+
+
+def find_schedule(using: str = "default") -> object | None:
+    """The installed sweep Schedule, or None (also when django-q2's tables are missing)."""
+    if not schedule_table_exists(using):
+        return None
+    from django_q.models import Schedule
+
+    return Schedule.objects.using(using).filter(func=SWEEP_FUNC).order_by("id").first()
+
+
+def _post_migrate(sender, app_config=None, using="default", **kwargs) -> None:
+    """Install the sweep after ``migrate`` (and ``flush``, which also sends post_migrate)."""
+    if not conf.get("INSTALL_SCHEDULE"):
+        return
+    if not schedule_table_exists(using):
         return
     install_schedule(using=using)
 

@@ -31,6 +31,10 @@ def submit(task_id: str) -> None:
         submit_task(task)
     except EvolinkError as exc:  # recorded on the task by submit_task
         logger.warning("task %s: submission refused: %s", task_id, exc)
+    finally:
+        # the sweep marks a re-enqueued submit with lease_until only: drop that mark
+        ImageTask.objects.filter(pk=task_id, lease_token__isnull=True,
+                                 lease_until__isnull=False).update(lease_until=None)
 
 
 def enqueue_downloads(task_id: Any) -> None:
@@ -39,15 +43,21 @@ def enqueue_downloads(task_id: Any) -> None:
                task_name=f"evolink-download-{task_id}")
 
 
-def download_images(task_id: str) -> None:
-    """Worker: copy every not-yet-stored image of the task into storage."""
+def download_images(task_id: str) -> dict[str, int]:
+    """Worker: copy every not-yet-stored image of the task into storage (idempotent)."""
     from .downloads import download_task_images
 
-    download_task_images(task_id)
+    return download_task_images(task_id)
 
 
-def sweep() -> dict[str, int]:
-    """Worker (scheduled): one poll sweep over due tasks."""
+def enqueue_sweep(*, all_tasks: bool = False) -> Any:
+    """Have a worker run one sweep now (``evolink_poll --enqueue``)."""
+    return async_task("django_evolink.tasks.sweep", all_tasks=all_tasks,
+                      task_name="evolink-sweep")
+
+
+def sweep(all_tasks: bool = False) -> dict[str, int]:
+    """Worker (scheduled): one poll sweep over due tasks; returns its counts."""
     from .services import poll_due_tasks
 
-    return poll_due_tasks()
+    return poll_due_tasks(all_tasks=all_tasks)
