@@ -1,0 +1,480 @@
+"""State of the emulator: its clock, tasks, uploaded files, credits and logs.
+
+Nothing here imports Django. Every mutable structure is guarded by the emulator's lock;
+the log classes carry their own condition variable so tests can wait on them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Final statuses: a task in one of them never changes again.
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class Clock:
+    """The emulator's notion of time, in epoch seconds.
+
+    By default it follows real time multiplied by ``speed`` (``speed=60``: one real second
+    is one emulated minute). In manual mode (``manual=True``) it moves only when
+    :meth:`advance` is called, which makes lifecycle tests fully deterministic.
+    """
+
+    def __init__(self, speed: float = 1.0, manual: bool = False, start: float | None = None):
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self._lock = threading.Lock()
+        self._speed = float(speed)
+        self._manual = bool(manual)
+        self._base_emulated = float(start if start is not None else time.time())
+        self._base_real = time.monotonic()
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- reading ---------------------------------------------------------------------
+    def now(self) -> float:
+        """The current emulated time (epoch seconds, float)."""
+        with self._lock:
+            return self._now_locked()
+
+    def _now_locked(self) -> float:
+        if self._manual:
+            return self._base_emulated
+        return self._base_emulated + (time.monotonic() - self._base_real) * self._speed
+
+    @property
+    def speed(self) -> float:
+        """Emulated seconds per real second (ignored in manual mode)."""
+        return self._speed
+
+    @property
+    def manual(self) -> bool:
+        """True when time moves only on :meth:`advance`."""
+        return self._manual
+
+    def real_seconds(self, emulated_seconds: float) -> float:
+        """How many real seconds ``emulated_seconds`` take at the current speed."""
+        if self._manual:
+            return math.inf if emulated_seconds > 0 else 0.0
+        return emulated_seconds / self._speed
+
+    # -- changing --------------------------------------------------------------------
+    def _rebase(self) -> None:
+        self._base_emulated = self._now_locked()
+        self._base_real = time.monotonic()
+
+    def set_speed(self, speed: float) -> None:
+        """Change the speed factor from now on (time already elapsed is kept)."""
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        with self._lock:
+            self._rebase()
+            self._speed = float(speed)
+        self._notify()
+
+    def set_manual(self, manual: bool = True) -> None:
+        """Switch manual mode on (time frozen, moves on :meth:`advance`) or off."""
+        with self._lock:
+            self._rebase()
+            self._manual = bool(manual)
+        self._notify()
+
+    def advance(self, seconds: float) -> float:
+        """Move emulated time forward by ``seconds``; returns the new time.
+
+        Tasks that become due are brought up to date (and their callbacks scheduled)
+        before this returns.
+        """
+        if seconds < 0:
+            raise ValueError("the clock cannot go backwards")
+        with self._lock:
+            self._base_emulated += float(seconds)
+            now = self._now_locked()
+        self._notify()
+        return now
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Register a function called after every :meth:`advance` or mode change."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+
+@dataclass
+class Task:
+    """One emulated image task. ``to_json`` gives what ``GET /v1/tasks/{id}`` answers."""
+
+    id: str
+    model: str
+    prompt: str
+    n: int
+    image_urls: list[str]
+    callback_url: str | None
+    created: float
+    duration: float
+    credits_reserved: float
+    inputs: list[bytes] = field(default_factory=list, repr=False)
+    status: str = "pending"
+    progress: int = 0
+    #: "completed", "failed" or "cancelled": how the task ends when its time is up.
+    outcome: str = "completed"
+    error_message: str | None = None
+    finished_at: float | None = None
+    results_expire_at: float | None = None
+    credits_charged: float = 0.0
+    request_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    base_url: str = ""
+
+    @property
+    def pending_seconds(self) -> float:
+        """How long the task stays ``pending`` before ``processing`` starts."""
+        return min(2.0, self.duration * 0.1)
+
+    @property
+    def estimated_time(self) -> int:
+        """The ``task_info.estimated_time`` announced (whole seconds, at least 1)."""
+        return max(1, math.ceil(self.duration))
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task is completed, failed or cancelled."""
+        return self.status in FINAL_STATUSES
+
+    def result_urls(self) -> list[str]:
+        """The URLs of the result images (whether or not they have expired)."""
+        return [f"{self.base_url}/files/results/{self.id}/{i}.png" for i in range(self.n)]
+
+    def to_json(self, status: str | None = None, progress: int | None = None) -> dict[str, Any]:
+        """The task as Evolink's task query answers it (section 2 of evolink-api.md).
+
+        ``status``/``progress`` override the current values (used for stale callbacks).
+        """
+        status = status or self.status
+        progress = self.progress if progress is None else progress
+        body: dict[str, Any] = {
+            "created": int(self.created),
+            "id": self.id,
+            "model": self.model,
+            "object": "image.generation.task",
+            "progress": int(progress),
+            "status": status,
+            "task_info": {
+                "can_cancel": status in ("pending", "processing"),
+                "estimated_time": self.estimated_time,
+            },
+            "type": "image",
+            "usage": {
+                "billing_rule": "per_call",
+                "credits_reserved": self.credits_reserved,
+                "user_group": "default",
+            },
+        }
+        if status == "completed":
+            body["results"] = self.result_urls()
+        return body
+
+
+@dataclass
+class UploadedFile:
+    """A file received by ``POST /api/v1/files/upload/stream``."""
+
+    file_id: str
+    file_name: str
+    original_name: str
+    upload_path: str
+    mime_type: str
+    content: bytes = field(repr=False)
+    uploaded_at: float = 0.0
+    expires_at: float = 0.0
+
+    @property
+    def url_path(self) -> str:
+        """The path part of ``file_url`` on the emulator."""
+        return f"/files/{self.upload_path}/{self.file_name}"
+
+
+@dataclass
+class RequestRecord:
+    """One request received by the emulator (the control API is not logged)."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    json: Any
+    body_size: int
+    timestamp: float
+    real_time: float
+    status: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (used by the control API)."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "json": self.json,
+            "body_size": self.body_size,
+            "timestamp": self.timestamp,
+            "status": self.status,
+        }
+
+
+def _match(record_path: str, pattern: str | None) -> bool:
+    if pattern is None:
+        return True
+    return record_path == pattern or fnmatch.fnmatchcase(record_path, pattern)
+
+
+class RequestLog:
+    """The request log. Iterable, indexable; ``count``/``filter`` accept glob paths."""
+
+    def __init__(self) -> None:
+        self._records: list[RequestRecord] = []
+        self._cond = threading.Condition()
+
+    def append(self, record: RequestRecord) -> None:
+        with self._cond:
+            self._records.append(record)
+            self._cond.notify_all()
+
+    def notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def filter(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
+        """Records whose method equals ``method`` and path matches ``path`` (glob allowed)."""
+        with self._cond:
+            return [
+                r
+                for r in self._records
+                if (method is None or r.method == method.upper()) and _match(r.path, path)
+            ]
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        """How many requests match, e.g. ``count("GET", "/v1/tasks/task-unified-*")``."""
+        return len(self.filter(method, path))
+
+    def last(self, method: str | None = None, path: str | None = None) -> RequestRecord | None:
+        """The most recent matching record, or None."""
+        found = self.filter(method, path)
+        return found[-1] if found else None
+
+    def clear(self) -> None:
+        """Forget every record."""
+        with self._cond:
+            self._records.clear()
+
+    def __iter__(self) -> Iterator[RequestRecord]:
+        with self._cond:
+            return iter(list(self._records))
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._records)
+
+    def __getitem__(self, index: int) -> RequestRecord:
+        with self._cond:
+            return self._records[index]
+
+
+@dataclass
+class CallbackAttempt:
+    """One callback delivery attempt (or a dropped callback, with ``kind="dropped"``).
+
+    ``kind``: ``"delivery"`` (the normal callback), ``"duplicate"`` (an extra copy made by
+    the duplicate fault), ``"stale"`` (the out-of-order ``processing`` body of the reorder
+    fault) or ``"dropped"`` (never sent). ``attempt`` is 1 for the first try, 2..4 for
+    the retries.
+    """
+
+    task_id: str
+    url: str
+    kind: str
+    attempt: int
+    body: dict[str, Any]
+    timestamp: float
+    real_time: float
+    http_status: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the receiver answered 2xx."""
+        return self.http_status is not None and 200 <= self.http_status < 300
+
+    @property
+    def task_status(self) -> str:
+        """The ``status`` carried by the body that was sent."""
+        return str(self.body.get("status"))
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (used by the control API)."""
+        return {
+            "task_id": self.task_id,
+            "url": self.url,
+            "kind": self.kind,
+            "attempt": self.attempt,
+            "task_status": self.task_status,
+            "body": self.body,
+            "timestamp": self.timestamp,
+            "http_status": self.http_status,
+            "error": self.error,
+            "ok": self.ok,
+        }
+
+
+class CallbackLog:
+    """The log of callback attempts, with :meth:`wait_for` to block until some happened."""
+
+    def __init__(self) -> None:
+        self._records: list[CallbackAttempt] = []
+        self._cond = threading.Condition()
+
+    def append(self, record: CallbackAttempt) -> None:
+        with self._cond:
+            self._records.append(record)
+            self._cond.notify_all()
+
+    def filter(self, task_id: str | None = None, kind: str | None = None) -> list[CallbackAttempt]:
+        """Attempts for ``task_id`` and/or of ``kind``."""
+        with self._cond:
+            return [
+                r
+                for r in self._records
+                if (task_id is None or r.task_id == task_id) and (kind is None or r.kind == kind)
+            ]
+
+    def sent(self, task_id: str | None = None) -> list[CallbackAttempt]:
+        """Attempts that were actually sent (everything but ``dropped``)."""
+        return [r for r in self.filter(task_id) if r.kind != "dropped"]
+
+    def wait_for(self, count: int, timeout: float = 5.0, task_id: str | None = None,
+                 sent_only: bool = True) -> list[CallbackAttempt]:
+        """Block until at least ``count`` attempts are logged; return them.
+
+        Raises ``TimeoutError`` after ``timeout`` real seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [
+                    r
+                    for r in self._records
+                    if (task_id is None or r.task_id == task_id)
+                    and (not sent_only or r.kind != "dropped")
+                ]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"expected {count} callback attempt(s), got {len(found)}"
+                    )
+                self._cond.wait(remaining)
+
+    def clear(self) -> None:
+        """Forget every attempt."""
+        with self._cond:
+            self._records.clear()
+
+    def __iter__(self) -> Iterator[CallbackAttempt]:
+        with self._cond:
+            return iter(list(self._records))
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._records)
+
+    def __getitem__(self, index: int) -> CallbackAttempt:
+        with self._cond:
+            return self._records[index]
+
+
+class TaskStore:
+    """The emulator's tasks by id (a read-mostly mapping view for tests)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def add(self, task: Task) -> None:
+        self._tasks[task.id] = task
+
+    def get(self, task_id: str) -> Task | None:
+        """The task, or None."""
+        return self._tasks.get(task_id)
+
+    def values(self) -> list[Task]:
+        """All tasks, oldest first."""
+        return list(self._tasks.values())
+
+    def clear(self) -> None:
+        self._tasks.clear()
+
+    @property
+    def last(self) -> Task | None:
+        """The most recently created task, or None."""
+        return next(reversed(self._tasks.values()), None) if self._tasks else None
+
+    def __getitem__(self, task_id: str) -> Task:
+        return self._tasks[task_id]
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._tasks))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class Credits:
+    """The account balance: reservations at create, charges at completion."""
+
+    def __init__(self, balance: float) -> None:
+        self.initial = float(balance)
+        self.balance = float(balance)  # what is left, reservations already deducted
+        self.used = 0.0
+
+    def reset(self, balance: float | None = None) -> None:
+        self.initial = float(self.initial if balance is None else balance)
+        self.balance = self.initial
+        self.used = 0.0
+
+    def reserve(self, amount: float) -> bool:
+        """Deduct ``amount`` if the balance covers it; False otherwise."""
+        if amount > self.balance + 1e-9:
+            return False
+        self.balance = round(self.balance - amount, 6)
+        return True
+
+    def settle(self, reserved: float, charged: float) -> None:
+        """Release a reservation and charge ``charged`` instead."""
+        self.balance = round(self.balance + reserved - charged, 6)
+        self.used = round(self.used + charged, 6)
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``GET /v1/credits`` answer (section 4 of evolink-api.md)."""
+        remaining = round(self.balance, 2)
+        used = round(self.used, 2)
+        return {
+            "success": True,
+            "message": "",
+            "data": {
+                "token": {
+                    "remaining_credits": remaining,
+                    "unlimited_credits": False,
+                    "used_credits": used,
+                },
+                "user": {"remaining_credits": remaining, "used_credits": used},
+            },
+        }
