@@ -1,0 +1,34 @@
+"""``manage.py evolink_poll [--all] [--limit N] [--enqueue]``: one poll sweep now."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+
+class Command(BaseCommand):
+    help = _("Run one poll sweep over due Evolink tasks (--all: every unfinished task).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--all", action="store_true", dest="all_tasks",
+                            help=_("Poll every unfinished task, due or not."))
+        parser.add_argument("--limit", type=int, default=None,
+                            help=_("Poll at most this many tasks."))
+        parser.add_argument("--enqueue", action="store_true",
+                            help=_("Hand the sweep to a django-q2 worker instead of running it "
+                                   "here."))
+
+    def handle(self, *args, all_tasks=False, limit=None, enqueue=False, **options):
+        if limit is not None and limit < 1:
+            raise CommandError(_("--limit must be a whole number >= 1."))
+        if enqueue:
+            from django_evolink.tasks import enqueue_sweep
+
+            enqueue_sweep(all_tasks=all_tasks)
+            self.stdout.write(_("Sweep enqueued."))
+            return
+        from django_evolink.services import poll_due_tasks
+
+        counts = poll_due_tasks(all_tasks=all_tasks, limit=limit)
+        shown = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or _("nothing to do")
+        self.stdout.write(_("Sweep done: %(counts)s") % {"counts": shown})
