@@ -1,0 +1,169 @@
+"""Views of the REST API: thin; validation is in the serializers, work in ``services``.
+
+Permission and throttle classes come from ``EVOLINK['PERMISSION_CLASSES']`` and
+``EVOLINK['THROTTLE_CLASSES']``; authentication is the site's DRF default (session
+authentication enforces CSRF on POSTs). The views are not wrapped in the site's
+``ATOMIC_REQUESTS``: a task is saved (and committed) before it is sent to Evolink, so
+nothing sent is ever rolled back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
+from rest_framework import generics, status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import conf, schema, services, uploads
+from ..exceptions import EvolinkError, EvolinkValidationError
+from ..models import ImageTask
+from .errors import error_response
+from .pagination import EvolinkPagination
+from .permissions import visible_tasks
+from .serializers import (
+    ImageTaskSerializer,
+    TaskCreateSerializer,
+    TaskListQuerySerializer,
+    TaskUploadSerializer,
+)
+from .throttles import CREATE_SCOPE, REFRESH_SCOPE
+
+
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
+class EvolinkAPIView(generics.GenericAPIView):
+    """Base of the API views: settings-selected permissions/throttles, error mapping."""
+
+    serializer_class = ImageTaskSerializer
+    lookup_url_kwarg = "id"
+
+    def get_permissions(self) -> list[Any]:
+        return [cls() for cls in conf.import_classes("PERMISSION_CLASSES")]
+
+    def get_throttles(self) -> list[Any]:
+        return [cls() for cls in conf.import_classes("THROTTLE_CLASSES")]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, EvolinkError):
+            return error_response(exc, context=self.get_serializer_context())
+        response = super().handle_exception(exc)
+        # Non-validation errors answer {"detail", "code"} like Evolink refusals do.
+        if (
+            isinstance(exc, APIException)
+            and not isinstance(exc, ValidationError)
+            and isinstance(response.data, dict)
+            and "detail" in response.data
+            and "code" not in response.data
+        ):
+            codes = exc.get_codes()
+            response.data["code"] = codes if isinstance(codes, str) else "error"
+        return response
+
+    def task_queryset(self) -> Any:
+        return visible_tasks(self.request.user).prefetch_related("images")
+
+    def get_object(self) -> ImageTask:
+        try:
+            pk = uuid.UUID(str(self.kwargs[self.lookup_url_kwarg]))
+        except ValueError:
+            raise NotFound(_("No task with this id."))
+        task = self.task_queryset().filter(pk=pk).first()
+        if task is None:  # also another user's task: its existence is not revealed
+            raise NotFound(_("No task with this id."))
+        self.check_object_permissions(self.request, task)
+        return task
+
+    def task_response(self, task: ImageTask, code: int = status.HTTP_200_OK,
+                      headers: dict | None = None) -> Response:
+        data = ImageTaskSerializer(task, context=self.get_serializer_context()).data
+        return Response(data, status=code, headers=headers)
+
+
+@schema.task_list_create
+class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
+    """``GET tasks/``: the caller's tasks; ``POST tasks/``: create a task."""
+
+    parser_classes = [JSONParser, MultiPartParser]
+    pagination_class = EvolinkPagination
+
+    def get_throttle_scope(self, request: Request) -> str | None:
+        return CREATE_SCOPE if request.method == "POST" else None
+
+    def get_queryset(self) -> Any:
+        user = self.request.user
+        if not getattr(user, "is_authenticated", False):
+            return ImageTask.objects.none()
+        query = TaskListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        qs = ImageTask.objects.filter(user=user).prefetch_related("images")
+        if query.validated_data.get("status"):
+            qs = qs.filter(status=query.validated_data["status"])
+        return qs.order_by("-created_at", "-pk")
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        if (request.content_type or "").startswith("multipart/"):
+            task = self._create_from_uploads(request, user)
+        else:
+            serializer = TaskCreateSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            task = services.create_task(**serializer.validated_data, user=user)
+        task = self.task_queryset().get(pk=task.pk) if user else task
+        location = reverse("evolink:task-detail", kwargs={"id": str(task.pk)})
+        return self.task_response(task, status.HTTP_201_CREATED,
+                                  headers={"Location": request.build_absolute_uri(location)})
+
+    def _create_from_uploads(self, request: Request, user: Any) -> ImageTask:
+        serializer = TaskUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        prepared = uploads.prepare_inputs(data["images"], request=request)
+        try:
+            return services.create_task(
+                prompt=data["prompt"],
+                image_urls=[p.url for p in prepared],
+                n=data["n"],
+                model=data["model"],
+                user=user,
+                input_files=[p.storage_name for p in prepared],
+            )
+        except EvolinkValidationError as exc:
+            # nothing was saved: drop the copies, and speak of the files, not of URLs
+            uploads.delete_inputs([p.storage_name for p in prepared])
+            raise ValidationError(
+                {("images" if k == "image_urls" else k): v for k, v in exc.errors.items()}
+            )
+
+
+@schema.task_detail
+class TaskDetailView(EvolinkAPIView):
+    """``GET tasks/{id}/``: one task, for its owner or staff."""
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.task_response(self.get_object())
+
+
+@schema.task_refresh
+class TaskRefreshView(EvolinkAPIView):
+    """``POST tasks/{id}/refresh/``: ask Evolink now, answer the updated task."""
+
+    throttle_scope = REFRESH_SCOPE
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        task = self.get_object()
+        try:
+            services.refresh_task(task)
+        except EvolinkError as exc:
+            exc.task = self.task_queryset().get(pk=task.pk)
+            raise
+        return self.task_response(self.task_queryset().get(pk=task.pk))

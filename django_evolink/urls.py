@@ -1,0 +1,25 @@
+"""URLs of django-evolink: ``path("evolink/", include("django_evolink.urls"))``.
+
+=====================================  ==========================  ====================
+path                                    name                        view
+=====================================  ==========================  ====================
+``tasks/``                              ``evolink:task-list``       list (GET), create (POST)
+``tasks/<id>/``                         ``evolink:task-detail``     one task (GET)
+``tasks/<id>/refresh/``                 ``evolink:task-refresh``    ask Evolink now (POST)
+``callback/<token>/``                   ``evolink:callback``        Evolink's callbacks (POST)
+=====================================  ==========================  ====================
+"""
+
+from django.urls import path
+
+from .api.views import TaskDetailView, TaskListCreateView, TaskRefreshView
+from .callbacks import CallbackView
+
+app_name = "evolink"
+
+urlpatterns = [
+    path("tasks/", TaskListCreateView.as_view(), name="task-list"),
+    path("tasks/<str:id>/", TaskDetailView.as_view(), name="task-detail"),
+    path("tasks/<str:id>/refresh/", TaskRefreshView.as_view(), name="task-refresh"),
+    path("callback/<str:token>/", CallbackView.as_view(), name="callback"),
+]
