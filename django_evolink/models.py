@@ -145,7 +145,10 @@ class ImageTask(models.Model):
         ]
 
     def __str__(self) -> str:
-        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…"
+        from .exceptions import redact  # a prompt is shown in many places: never a key
+
+        text = redact(self.prompt, conf.api_key())
+        prompt = text if len(text) <= 40 else text[:39] + "…"
         return f"{str(self.id)[:8]} {self.status} {prompt!r}"
 
     @property

@@ -1,0 +1,304 @@
+"""The usage view of the admin: credits and task counts per day and per user.
+
+Reached from the image task changelist (``admin:django_evolink_imagetask_usage``);
+staff with the *view* permission of image tasks only. The chart is plain SVG built
+on the server; ``?export=day`` and ``?export=user`` download the tables as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from .models import ImageTask, Status
+
+if TYPE_CHECKING:
+    from .admin import ImageTaskAdmin
+
+#: Longest period the usage view accepts, in days.
+MAX_DAYS = 366
+#: Users listed on the page (the CSV export has them all).
+MAX_USERS_SHOWN = 50
+
+CHART_WIDTH = 900
+CHART_HEIGHT = 220
+CHART_PAD_LEFT = 56
+CHART_PAD_BOTTOM = 28
+CHART_PAD_TOP = 12
+
+
+class UsageForm(forms.Form):
+    """The period of the usage view (both days included, in the site's time zone)."""
+
+    start = forms.DateField(
+        label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = forms.DateField(
+        label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        today = timezone.localdate()
+        end = cleaned.get("end") or today
+        start = cleaned.get("start") or (end - dt.timedelta(days=29))
+        if start > end:
+            raise forms.ValidationError(
+                _("The start date must be on or before the end date.")
+            )
+        if (end - start).days + 1 > MAX_DAYS:
+            raise forms.ValidationError(
+                _("Choose a period of at most %(days)d days.") % {"days": MAX_DAYS}
+            )
+        cleaned["start"], cleaned["end"] = start, end
+        return cleaned
+
+
+def _aggregates() -> dict[str, Any]:
+    return {
+        "tasks": Count("pk"),
+        "completed": Count("pk", filter=Q(status=Status.COMPLETED)),
+        "failed": Count("pk", filter=Q(status__in=[Status.FAILED, Status.CANCELLED])),
+        "credits": Sum("credits_reserved"),
+    }
+
+
+def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    tz = timezone.get_current_timezone()
+    lo = timezone.make_aware(dt.datetime.combine(start, dt.time.min), tz)
+    hi = timezone.make_aware(dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min), tz)
+    return lo, hi
+
+
+def usage_data(start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Totals, per-day rows (every day of the period) and per-user rows of a period.
+
+    Credits are the credits Evolink reserved for the tasks created in the period
+    (failed tasks included: Evolink may refund them).
+    """
+    lo, hi = _bounds(start, end)
+    base = ImageTask.objects.order_by().filter(created_at__gte=lo, created_at__lt=hi)
+    totals = base.aggregate(**_aggregates())
+    local_day = TruncDate("created_at", tzinfo=timezone.get_current_timezone())
+    by_day = {
+        row["day"]: row
+        for row in base.annotate(day=local_day)
+        .values("day")
+        .annotate(**_aggregates())
+        .order_by("day")
+    }
+    days = []
+    day = start
+    while day <= end:
+        row = by_day.get(day, {})
+        days.append(
+            {
+                "day": day,
+                "tasks": row.get("tasks", 0),
+                "completed": row.get("completed", 0),
+                "failed": row.get("failed", 0),
+                "credits": row.get("credits") or Decimal(0),
+            }
+        )
+        day += dt.timedelta(days=1)
+    user_rows = list(
+        base.values("user")
+        .annotate(**_aggregates())
+        .order_by(F("credits").desc(nulls_last=True), "-tasks", "user")
+    )
+    user_model = get_user_model()
+    users = user_model._default_manager.in_bulk(
+        [r["user"] for r in user_rows if r["user"] is not None]
+    )
+    email_field = getattr(user_model, "EMAIL_FIELD", "email")
+    per_user = []
+    for row in user_rows:
+        user = users.get(row["user"])
+        per_user.append(
+            {
+                "user_id": row["user"],
+                "username": user.get_username() if user is not None else "",
+                "email": (getattr(user, email_field, "") or "") if user is not None else "",
+                "tasks": row["tasks"],
+                "completed": row["completed"],
+                "failed": row["failed"],
+                "credits": row["credits"] or Decimal(0),
+            }
+        )
+    return {
+        "totals": {
+            "tasks": totals["tasks"] or 0,
+            "completed": totals["completed"] or 0,
+            "failed": totals["failed"] or 0,
+            "credits": totals["credits"] or Decimal(0),
+        },
+        "days": days,
+        "users": per_user,
+    }
+
+
+def _fmt(value: Decimal) -> str:
+    return format(Decimal(value).normalize(), "f") if value else "0"
+
+
+def _nice_max(value: float) -> float:
+    """A round number >= value for the chart's scale."""
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return float(step * magnitude)
+    return float(10 * magnitude)
+
+
+def bar_chart(days: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Geometry of an SVG bar chart of ``days[i][key]`` (computed here, drawn by the template)."""
+    values = [float(d[key] or 0) for d in days]
+    top = _nice_max(max(values, default=0))
+    plot_w = CHART_WIDTH - CHART_PAD_LEFT - 8
+    plot_h = CHART_HEIGHT - CHART_PAD_BOTTOM - CHART_PAD_TOP
+    slot = plot_w / max(1, len(days))
+    gap = min(4.0, slot * 0.2)
+    bars = []
+    label_every = max(1, round(len(days) / 10))
+    for i, (day, value) in enumerate(zip(days, values, strict=True)):
+        height = plot_h * value / top if top else 0
+        x = CHART_PAD_LEFT + i * slot + gap / 2
+        bars.append(
+            {
+                "x": round(x, 2),
+                "y": round(CHART_PAD_TOP + plot_h - height, 2),
+                "width": round(max(1.0, slot - gap), 2),
+                "height": round(height, 2),
+                "label_x": round(x + (slot - gap) / 2, 2),
+                "show_label": i % label_every == 0,
+                "day": day["day"],
+                "value": _fmt(Decimal(str(day[key]))) if key == "credits" else day[key],
+                "tasks": day["tasks"],
+                "credits": _fmt(day["credits"]),
+            }
+        )
+    ticks = []
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        value = top * fraction
+        ticks.append(
+            {
+                "y": round(CHART_PAD_TOP + plot_h - plot_h * fraction, 2),
+                "label": _fmt(Decimal(str(round(value, 4)))),
+            }
+        )
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "bars": bars,
+        "ticks": ticks,
+        "axis_x0": CHART_PAD_LEFT,
+        "axis_x1": CHART_WIDTH - 8,
+        "axis_y": CHART_PAD_TOP + plot_h,
+        "label_y": CHART_HEIGHT - 8,
+    }
+
+
+def _csv_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in text cells (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_csv_cell(v) for v in row])
+    return response
+
+
+def usage_view(request: HttpRequest, model_admin: ImageTaskAdmin) -> HttpResponse:
+    """Credits and task counts per day and per user; ``?export=day|user`` for CSV."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    form = UsageForm(request.GET or None)
+    if request.GET and not form.is_valid():
+        data = None
+        start = end = None
+    else:
+        if not request.GET:
+            form = UsageForm({})
+            form.is_valid()
+        start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+        data = usage_data(start, end)
+
+    export = request.GET.get("export")
+    if export and data is not None:
+        if export == "day":
+            return _csv_response(
+                f"evolink-usage-per-day-{start}-{end}.csv",
+                ["day", "tasks", "completed", "failed", "credits_reserved"],
+                [
+                    [d["day"].isoformat(), d["tasks"], d["completed"], d["failed"],
+                     _fmt(d["credits"])]
+                    for d in data["days"]
+                ],
+            )
+        if export == "user":
+            return _csv_response(
+                f"evolink-usage-per-user-{start}-{end}.csv",
+                ["user_id", "username", "email", "tasks", "completed", "failed",
+                 "credits_reserved"],
+                [
+                    [u["user_id"] if u["user_id"] is not None else "", u["username"], u["email"],
+                     u["tasks"], u["completed"], u["failed"], _fmt(u["credits"])]
+                    for u in data["users"]
+                ],
+            )
+
+    context: dict[str, Any] = {
+        **model_admin.admin_site.each_context(request),
+        "title": gettext("Evolink usage"),
+        "opts": model_admin.opts,
+        "app_label": model_admin.opts.app_label,
+        "form": form,
+        "start": start,
+        "end": end,
+        "export_error": (
+            gettext("Unknown export %(export)r: use “day” or “user”.") % {"export": export}
+            if export and data is not None else ""
+        ),
+    }
+    if data is not None:
+        top_credits = max((u["credits"] for u in data["users"]), default=Decimal(0))
+        users = []
+        for u in data["users"][:MAX_USERS_SHOWN]:
+            share = float(u["credits"] / top_credits * 100) if top_credits else 0.0
+            users.append({**u, "credits_text": _fmt(u["credits"]), "share": round(share, 1)})
+        query = request.GET.copy()
+        query.pop("export", None)
+        context.update(
+            {
+                "totals": {**data["totals"], "credits_text": _fmt(data["totals"]["credits"])},
+                "days": [{**d, "credits_text": _fmt(d["credits"])} for d in data["days"]],
+                "users": users,
+                "users_hidden": max(0, len(data["users"]) - MAX_USERS_SHOWN),
+                "credits_chart": bar_chart(data["days"], "credits"),
+                "tasks_chart": bar_chart(data["days"], "tasks"),
+                "query": query.urlencode(),
+            }
+        )
+    return TemplateResponse(request, "admin/django_evolink/usage.html", context)
