@@ -66,10 +66,10 @@ def make_task(user: Any = None, *, status: str = "processing", evolink_id: str =
               **fields: Any) -> tuple[ImageTask, str]:
     """A submitted task with a callback token; returns ``(task, raw token)``."""
     raw, token_hash = tokens.new_token()
+    fields.setdefault("callback_token_hash", token_hash)
     task = ImageTask.objects.create(
         user=user, model="wan2.5-image-to-image", prompt="make it blue",
-        image_urls=[PUBLIC_IMAGE], n=1, status=status, evolink_id=evolink_id,
-        callback_token_hash=token_hash, **fields,
+        image_urls=[PUBLIC_IMAGE], n=1, status=status, evolink_id=evolink_id, **fields,
     )
     return task, raw
 
