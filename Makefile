@@ -40,5 +40,11 @@ docs: $(STAMP)
 build: $(STAMP)
 	$(PY) -m build --outdir dist .
 
+# `make demo`: the example site + a django-q2 cluster + the Evolink emulator, in the
+# foreground (Ctrl-C stops all). DEMO_PORT=8001 changes the site's port.
+DEMO_PORT ?= 8000
+demo: $(STAMP)
+	DEMO_PORT=$(DEMO_PORT) $(abspath $(PY)) example_project/run_demo.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache

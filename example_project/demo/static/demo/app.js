@@ -1,0 +1,312 @@
+// The example site's page: submit through django-evolink's REST API, watch the task,
+// show the results and the user's recent tasks. Plain browser JavaScript, no build step.
+(function () {
+  "use strict";
+
+  var form = document.getElementById("task-form");
+  if (!form) { return; }
+  var T = JSON.parse(document.getElementById("demo-messages").textContent);
+  var PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
+  var FINAL = ["completed", "failed", "cancelled"];
+  var POLL_MS = 1000;          // GET tasks/{id}/ every second while the task runs
+  var REFRESH_EVERY = 3;       // ... and every third tick ask Evolink now (POST refresh/)
+  var STORE_WAIT_TICKS = 60;   // after completion, wait this long for the stored copies
+
+  var el = function (id) { return document.getElementById(id); };
+  var submitButton = el("submit");
+  var message = el("message");
+  var current = null;          // {id, ticks, timer, refreshBlockedUntil}
+
+  function fmt(template, value) {
+    return template.replace("%s", value === undefined ? "" : String(value)).replace("%%", "%");
+  }
+  function csrfToken() {
+    return form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  }
+  function detailUrl(id) { return form.dataset.detailUrl.replace(PLACEHOLDER, id); }
+  function refreshUrl(id) { return form.dataset.refreshUrl.replace(PLACEHOLDER, id); }
+
+  function showMessage(text, kind) {
+    message.textContent = text;
+    message.className = "alert " + (kind || "error");
+    message.hidden = !text;
+  }
+  function clearErrors() {
+    showMessage("");
+    form.querySelectorAll(".field-error").forEach(function (p) {
+      p.textContent = ""; p.hidden = true;
+    });
+    form.querySelectorAll(".invalid").forEach(function (n) { n.classList.remove("invalid"); });
+  }
+  function fieldError(field, messages) {
+    var target = form.querySelector('.field-error[data-field="' + field + '"]') ||
+                 form.querySelector('.field-error[data-field="non_field_errors"]');
+    var text = [].concat(messages).map(function (m) {
+      return typeof m === "string" ? m : JSON.stringify(m);
+    }).join(" ");
+    target.textContent = (target.dataset.field === field ? "" : field + ": ") + text;
+    target.hidden = false;
+    var input = null;
+    try { input = form.querySelector('[name="' + field + '"], #' + field); } catch (e) { input = null; }
+    if (input) { input.classList.add("invalid"); }
+  }
+
+  // One request to the API. Resolves to {status, data, headers}; rejects on network errors.
+  function api(method, url, body) {
+    var options = {method: method, credentials: "same-origin",
+                   headers: {"Accept": "application/json"}};
+    if (method !== "GET") { options.headers["X-CSRFToken"] = csrfToken(); }
+    if (body instanceof FormData) {
+      options.body = body;  // the browser sets the multipart boundary
+    } else if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(url, options).then(function (response) {
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        return {status: response.status, data: data, headers: response.headers};
+      });
+    });
+  }
+
+  // Turn an error answer into messages on the page (every status the API can answer).
+  function showApiError(answer) {
+    var data = answer.data || {};
+    var detail = data.detail || "";
+    switch (answer.status) {
+      case 400:
+        if (data.code && data.detail) {            // Evolink refused the task
+          showMessage(fmt(T.refused, detail));
+        } else {                                    // field-keyed validation errors
+          showMessage(T.validation);
+          Object.keys(data).forEach(function (field) { fieldError(field, data[field]); });
+        }
+        break;
+      case 401: showMessage(T.login); break;
+      case 403: showMessage(data.code === "not_authenticated" ? T.login : T.forbidden); break;
+      case 404: showMessage(T.not_found); break;
+      case 429:
+        var wait = parseInt(answer.headers.get("Retry-After") || "60", 10);
+        showMessage(fmt(T.rate_limited, wait));
+        blockSubmit(wait);
+        break;
+      case 502: showMessage(fmt(T.evolink_down, detail)); break;
+      case 503: showMessage(fmt(T.out_of_credits, detail)); break;
+      default: showMessage(fmt(T.server_error, answer.status));
+    }
+    if (data.task) { showTask(data.task); loadRecent(); }
+  }
+
+  function blockSubmit(seconds) {
+    var left = seconds;
+    submitButton.disabled = true;
+    var tick = function () {
+      if (left <= 0) {
+        submitButton.disabled = false;
+        submitButton.textContent = T.generate;
+        return;
+      }
+      submitButton.textContent = fmt(T.retry_in, left);
+      left -= 1;
+      setTimeout(tick, 1000);
+    };
+    tick();
+  }
+
+  function buildRequest() {
+    var files = [el("image1").files[0], el("image2").files[0]].filter(Boolean);
+    var urls = [el("url1").value.trim(), el("url2").value.trim()].filter(Boolean);
+    var prompt = el("prompt").value;
+    var n = parseInt(el("n").value, 10);
+    if (files.length && urls.length) { return {error: ["images", T.both_sources]}; }
+    if (!files.length && !urls.length) { return {error: ["images", T.no_images]}; }
+    if (files.length) {
+      var fd = new FormData();
+      fd.append("prompt", prompt);
+      fd.append("n", String(n));
+      files.forEach(function (f) { fd.append("images", f, f.name); });
+      return {body: fd, uploading: true};
+    }
+    return {body: {prompt: prompt, image_urls: urls, n: n}};
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    clearErrors();
+    var request = buildRequest();
+    if (request.error) {
+      showMessage(T.validation);
+      fieldError(request.error[0], request.error[1]);
+      return;
+    }
+    submitButton.disabled = true;
+    showMessage(request.uploading ? T.uploading : T.sending, "info");
+    api("POST", form.dataset.listUrl, request.body).then(function (answer) {
+      submitButton.disabled = false;
+      if (answer.status === 201) {
+        showMessage("");
+        follow(answer.data);
+        loadRecent();
+      } else {
+        showApiError(answer);
+      }
+    }, function () {
+      submitButton.disabled = false;
+      showMessage(T.network);
+    });
+  });
+
+  // ---- the current task -------------------------------------------------------------
+  function statusText(task) {
+    if (task.status === "processing") { return fmt(T.status_processing, task.progress || 0); }
+    return T["status_" + task.status] || task.status;
+  }
+
+  function showTask(task) {
+    el("current").hidden = false;
+    el("current").dataset.taskId = task.id;
+    el("current").dataset.status = task.status;
+    el("current-prompt").textContent = task.prompt;
+    var progress = task.status === "completed" ? 100 : (task.progress || 0);
+    el("progress-fill").style.width = progress + "%";
+    el("progress").setAttribute("aria-valuenow", String(progress));
+    el("progress").className = "progress " + task.status;
+    var status = el("status");
+    status.className = "status " + task.status;
+    if (task.status === "failed") {
+      var error = task.error || {};
+      status.textContent = fmt(T.task_failed, (error.message || "") +
+                               (error.code ? " (" + error.code + ")" : ""));
+    } else if (task.status === "cancelled") {
+      status.textContent = T.task_cancelled;
+    } else if (task.status === "completed") {
+      var stored = task.images.every(function (i) { return i.url; });
+      status.textContent = stored ? fmt(T.done, task.images.length) : T.storing;
+    } else {
+      status.textContent = statusText(task);
+    }
+    showImages(task);
+  }
+
+  function showImages(task) {
+    var box = el("results");
+    var images = task.status === "completed" ? task.images : [];
+    // keep the <img> elements that show the same address (no flicker while polling)
+    box.querySelectorAll("figure").forEach(function (fig) {
+      var keep = images.some(function (i) {
+        return fig.dataset.index === String(i.index) && fig.dataset.src === (i.url || i.source_url);
+      });
+      if (!keep) { fig.remove(); }
+    });
+    images.forEach(function (image) {
+      var src = image.url || image.source_url;  // the stored copy, else Evolink's 24 h link
+      if (box.querySelector('figure[data-index="' + image.index + '"]')) { return; }
+      var fig = document.createElement("figure");
+      fig.dataset.index = String(image.index);
+      fig.dataset.src = src;
+      fig.dataset.stored = image.url ? "1" : "0";
+      var img = document.createElement("img");
+      img.src = src;
+      img.alt = fmt(T.image_alt, image.index + 1);
+      img.className = "result";
+      var caption = document.createElement("figcaption");
+      var link = document.createElement("a");
+      link.href = src; link.target = "_blank"; link.rel = "noopener";
+      link.textContent = T.open;
+      caption.textContent = (image.width && image.height ? image.width + "×" + image.height + " " : "");
+      caption.appendChild(link);
+      fig.appendChild(img); fig.appendChild(caption);
+      box.appendChild(fig);
+    });
+  }
+
+  function follow(task) {
+    if (current && current.timer) { clearTimeout(current.timer); }
+    current = {id: task.id, ticks: 0, storeTicks: 0, refreshBlockedUntil: 0, timer: null};
+    showTask(task);
+    schedule(task);
+  }
+
+  function needsMore(task) {
+    if (FINAL.indexOf(task.status) < 0) { return true; }
+    if (task.status !== "completed") { return false; }
+    return !task.images.every(function (i) { return i.url; });
+  }
+
+  function schedule(task) {
+    if (!needsMore(task)) { loadRecent(); return; }
+    if (task.status === "completed" && ++current.storeTicks > STORE_WAIT_TICKS) { return; }
+    var mine = current;
+    mine.timer = setTimeout(function () { poll(mine, task); }, POLL_MS);
+  }
+
+  function poll(mine, last) {
+    if (mine !== current) { return; }
+    mine.ticks += 1;
+    var active = last.status === "pending" || last.status === "processing";
+    var refresh = active && mine.ticks % REFRESH_EVERY === 0 && Date.now() > mine.refreshBlockedUntil;
+    var request = refresh ? api("POST", refreshUrl(mine.id)) : api("GET", detailUrl(mine.id));
+    request.then(function (answer) {
+      if (mine !== current) { return; }
+      if (answer.status === 200) {
+        showTask(answer.data);
+        if (FINAL.indexOf(answer.data.status) >= 0 && FINAL.indexOf(last.status) < 0) {
+          loadRecent();
+        }
+        schedule(answer.data);
+        return;
+      }
+      if (refresh && answer.status !== 404) {
+        // asking Evolink failed (throttled, Evolink down): keep reading the stored task
+        var wait = parseInt((answer.headers.get("Retry-After") || "10"), 10);
+        mine.refreshBlockedUntil = Date.now() + wait * 1000;
+        if (answer.status !== 429) { el("status").textContent = T.refresh_failed; }
+        if (answer.data && answer.data.task) { showTask(answer.data.task); }
+        schedule((answer.data && answer.data.task) || last);
+        return;
+      }
+      showApiError(answer);
+    }, function () {
+      if (mine !== current) { return; }
+      el("status").textContent = T.network;
+      schedule(last);
+    });
+  }
+
+  // ---- recent tasks -----------------------------------------------------------------
+  function loadRecent() {
+    return api("GET", form.dataset.listUrl + "?page_size=10").then(function (answer) {
+      var list = el("recent");
+      if (answer.status !== 200) { return; }
+      var tasks = answer.data.results || answer.data;
+      list.innerHTML = "";
+      if (!tasks.length) {
+        var empty = document.createElement("li");
+        empty.className = "muted"; empty.textContent = T.no_tasks;
+        list.appendChild(empty);
+        return;
+      }
+      tasks.forEach(function (task) {
+        var li = document.createElement("li");
+        li.dataset.taskId = task.id;
+        li.dataset.status = task.status;
+        var badge = document.createElement("span");
+        badge.className = "badge " + task.status;
+        badge.textContent = task.status;
+        var button = document.createElement("button");
+        button.type = "button"; button.className = "link";
+        button.textContent = task.prompt.length > 60 ? task.prompt.slice(0, 57) + "…" : task.prompt;
+        button.addEventListener("click", function () { follow(task); });
+        var when = document.createElement("span");
+        when.className = "muted small";
+        when.textContent = new Date(task.created_at).toLocaleString();
+        li.appendChild(badge); li.appendChild(button); li.appendChild(when);
+        list.appendChild(li);
+      });
+    }, function () { /* the list is a convenience; the form still works */ });
+  }
+
+  loadRecent();
+})();

@@ -1,0 +1,16 @@
+"""URLs of the example site: django-evolink's API under /evolink/, the demo page at /."""
+
+from demo.views import media
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+
+urlpatterns = [
+    path("", include("demo.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("evolink/", include("django_evolink.urls")),
+    # stored inputs and results; DEBUG only (see demo.views.media)
+    re_path(r"^media/(?P<path>.*)$", media, name="media"),
+]
