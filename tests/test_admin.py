@@ -1,4 +1,5 @@
 """The admin: pages, permissions, filters, search, actions, Evolink being down."""
+# ruff: noqa: F811 - pytest fixtures imported from tests.helpers_admin
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from django_evolink.admin import EstimatedCountPaginator, redact_data
 from django_evolink.models import EventSource, GeneratedImage, ImageTask, Status, TaskEvent
 from tests import evolink_samples as samples
 from tests.helpers_admin import (  # noqa: F401 - fixtures
-    _fast_password_hasher,
     API_KEY,
     BASE,
     CHANGELIST,
     EVENTS,
     IMAGES,
     USAGE,
+    _fast_password_hasher,
     add_event,
     admin_user,
     change_url,
@@ -159,7 +160,7 @@ def test_filters(su_client, user, other_user):
     assert _ids(su_client.get(CHANGELIST, {"model": "wan2.5-image-to-image"})) == {
         done.pk, running.pk, old.pk, orphan.pk}
     assert _ids(su_client.get(CHANGELIST, {"model": "other-model"})) == set()
-    since = (timezone.now() - dt.timedelta(days=7)).date().isoformat()
+    since = (timezone.now() - dt.timedelta(days=7)).isoformat()
     assert old.pk not in _ids(su_client.get(CHANGELIST, {"created_at__gte": since}))
     year = timezone.localtime(old.created_at).year
     month = timezone.localtime(old.created_at).month
