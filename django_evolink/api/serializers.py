@@ -97,6 +97,18 @@ class EvolinkErrorSerializer(serializers.Serializer):
     task = ImageTaskSerializer(required=False, allow_null=True)
 
 
+class ImageFileField(serializers.FileField):
+    """An uploaded image file (documented as binary in the OpenAPI schema)."""
+
+
+try:  # drf-spectacular is optional
+    from drf_spectacular.utils import extend_schema_field
+except ImportError:  # pragma: no cover - exercised without the extra
+    pass
+else:
+    ImageFileField = extend_schema_field({"type": "string", "format": "binary"})(ImageFileField)
+
+
 def _validation_error(exc: EvolinkValidationError, rename: dict[str, str] | None = None):
     rename = rename or {}
     return serializers.ValidationError({rename.get(k, k): v for k, v in exc.errors.items()})
@@ -160,7 +172,7 @@ class TaskUploadSerializer(serializers.Serializer):
         help_text=gettext_lazy("What to make of the images (1 to 2000 characters).")
     )
     images = serializers.ListField(
-        child=serializers.FileField(),
+        child=ImageFileField(),
         min_length=1,
         max_length=2,
         help_text=gettext_lazy(
