@@ -75,7 +75,8 @@ def evolink_settings(environ: Mapping[str, str]) -> dict[str, Any]:
             "CALLBACK_BASE_URL": f"http://127.0.0.1:{site_port(environ)}",
         }
     return {
-        "API_KEY": None,  # None: django-evolink reads the EVOLINK_API_KEY variable
+        # no "API_KEY" here: django-evolink reads the EVOLINK_API_KEY variable itself, so
+        # the key is never copied into settings (nor shown by a debug page)
         "CALLBACK_BASE_URL": (environ.get("EVOLINK_CALLBACK_BASE_URL") or "").strip() or None,
     }
 

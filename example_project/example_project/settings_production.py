@@ -56,7 +56,7 @@ DATABASES = {"default": env.database_from_url(os.environ["DATABASE_URL"],
 CACHES = env.caches(os.environ)
 Q_CLUSTER = env.q_cluster(os.environ)
 
-# The real Evolink: API_KEY None makes django-evolink read EVOLINK_API_KEY itself.
+# The real Evolink: django-evolink reads EVOLINK_API_KEY from the environment itself.
 EVOLINK_USES_EMULATOR = False
 EXAMPLE_EMULATOR_AUTOSTART = False
 EVOLINK = env.evolink_settings(os.environ)
