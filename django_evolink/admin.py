@@ -881,14 +881,29 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
                     messages.WARNING,
                 )
                 continue
-            missing = GeneratedImage.objects.filter(task=task, file="").count()
-            if not missing:
+            missing_images = list(GeneratedImage.objects.filter(task=task, file=""))
+            if not missing_images:
                 self.message_user(
                     request,
                     gettext("%(task)s: every image is already stored.") % {"task": short},
                     messages.INFO,
                 )
                 continue
+            now = timezone.now()
+            alive = [image.pk for image in missing_images if source_link_alive(image, now)]
+            if not alive:
+                self.message_user(
+                    request,
+                    gettext("%(task)s: Evolink's links to the missing images have expired; "
+                            "they cannot be downloaded any more.") % {"task": short},
+                    messages.WARNING,
+                )
+                continue
+            missing = len(alive)
+            # an admin asks for a try now: clear a recorded failure and a scheduled retry
+            GeneratedImage.objects.filter(pk__in=alive, file="").update(
+                download_error="", next_download_at=None
+            )
             try:
                 background.enqueue_downloads(task.pk)
             except Exception as exc:

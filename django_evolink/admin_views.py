@@ -169,6 +169,8 @@ def bar_chart(days: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """Geometry of an SVG bar chart of ``days[i][key]`` (computed here, drawn by the template)."""
     values = [float(d[key] or 0) for d in days]
     top = _nice_max(max(values, default=0))
+    if key == "tasks":  # counts: whole numbers on every tick
+        top = float(max(4, -(-int(top) // 4) * 4))
     plot_w = CHART_WIDTH - CHART_PAD_LEFT - 8
     plot_h = CHART_HEIGHT - CHART_PAD_BOTTOM - CHART_PAD_TOP
     slot = plot_w / max(1, len(days))
@@ -239,8 +241,10 @@ def usage_view(request: HttpRequest, model_admin: ImageTaskAdmin) -> HttpRespons
         data = None
         start = end = None
     else:
-        if not request.GET:
-            form = UsageForm({})
+        if not request.GET:  # the default period, shown in the form
+            end = timezone.localdate()
+            form = UsageForm({"start": (end - dt.timedelta(days=29)).isoformat(),
+                              "end": end.isoformat()})
             form.is_valid()
         start, end = form.cleaned_data["start"], form.cleaned_data["end"]
         data = usage_data(start, end)

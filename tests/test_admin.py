@@ -564,3 +564,31 @@ def test_usage_default_period_is_the_last_30_days(su_client, user):
     response = su_client.get(USAGE)
     assert len(response.context["days"]) == 30
     assert response.context["totals"]["tasks"] == 1
+
+
+def test_download_action_stores_the_images(su_client, user, monkeypatch, png_bytes, settings):
+    """End to end with the sync django-q2 queue: the worker runs and the files are stored."""
+    import io
+
+    fetched = []
+
+    def fake_fetch(url):
+        fetched.append(url)
+        return io.BytesIO(png_bytes), {"format": "PNG", "extension": "png", "width": 512,
+                                       "height": 512, "size": len(png_bytes)}
+
+    monkeypatch.setattr("django_evolink.downloads.fetch_image", fake_fetch)
+    task = make_task(user, status=Status.COMPLETED, images=2)
+    GeneratedImage.objects.filter(task=task, index=1).update(
+        download_error="The image link answered HTTP 500.", download_attempts=3,
+        next_download_at=timezone.now() + dt.timedelta(hours=1))
+    expired = make_task(user, status=Status.COMPLETED, images=1)
+    GeneratedImage.objects.filter(task=expired).update(
+        source_expires_at=timezone.now() - dt.timedelta(minutes=1))
+    response = _post_action(su_client, CHANGELIST, "download_missing_images", [task, expired])
+    assert response.status_code == 302
+    assert len(fetched) == 2
+    stored = {i.index: i for i in GeneratedImage.objects.filter(task=task)}
+    assert all(i.file and i.width == 512 and not i.download_error for i in stored.values())
+    assert any("have expired" in m for m in _messages(response))
+    assert not GeneratedImage.objects.get(task=expired).file
