@@ -135,19 +135,16 @@ def test_the_delivery_survives_a_failure_while_applying(client, evolink, monkeyp
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_delivery_survives_under_atomic_requests(client, monkeypatch):
+def test_the_delivery_survives_under_atomic_requests(client, settings, monkeypatch):
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    set_evolink(settings, TRUST_CALLBACK_BODY=True)
     task, raw = make_task()
-    set_evolink_trust = {"TRUST_CALLBACK_BODY": True}
-    from django.test import override_settings
 
     def boom(*args, **kwargs):
         raise RuntimeError("apply failed")
 
     monkeypatch.setattr(callbacks, "apply_payload", boom)
-    with override_settings(EVOLINK={**__import__("django.conf").conf.settings.EVOLINK,
-                                    **set_evolink_trust}):
-        response = post(client, raw, task_answer(status="completed"))
+    response = post(client, raw, task_answer(status="completed"))
     assert response.status_code == 503
     assert TaskEvent.objects.filter(task=task, outcome=EventOutcome.ERROR).count() == 1
 
