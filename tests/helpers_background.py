@@ -45,13 +45,13 @@ def db_task(evolink_id: str | None, *, status: str = Status.PENDING, due_in: flo
             submitted_ago: float = 10, **extra) -> ImageTask:
     """An ImageTask Evolink accepted ``submitted_ago`` seconds ago, due in ``due_in`` s."""
     now = timezone.now()
-    fields = dict(
-        evolink_id=evolink_id, model="wan2.5-image-to-image", prompt="a cat",
-        image_urls=["https://example.com/in.png"], n=1, status=status,
-        submitted_at=now - dt.timedelta(seconds=submitted_ago) if evolink_id else None,
-        next_poll_at=now + dt.timedelta(seconds=due_in) if evolink_id else None,
-        estimated_time=30,
-    )
+    fields = {
+        "evolink_id": evolink_id, "model": "wan2.5-image-to-image", "prompt": "a cat",
+        "image_urls": ["https://example.com/in.png"], "n": 1, "status": status,
+        "submitted_at": now - dt.timedelta(seconds=submitted_ago) if evolink_id else None,
+        "next_poll_at": now + dt.timedelta(seconds=due_in) if evolink_id else None,
+        "estimated_time": 30,
+    }
     fields.update(extra)
     return ImageTask.objects.create(**fields)
 

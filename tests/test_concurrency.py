@@ -43,6 +43,9 @@ def _threads(n, target):
 
 def test_concurrent_sweeps_claim_disjoint_sets(settings, evolink_emulator):
     settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_BATCH_SIZE": 50,
+                        # a task polled once is not due again during the test: any
+                        # second poll would be a double claim
+                        "POLL_MIN_INTERVAL": 3600.0, "POLL_MAX_INTERVAL": 7200.0,
                         "POLL_MAX_TASKS_PER_SWEEP": 1000, "POLL_CONCURRENCY": 4}
     emu = evolink_emulator
     remotes = [emulated_task(emu, duration=100_000) for _ in range(1000)]

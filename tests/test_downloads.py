@@ -21,13 +21,14 @@ def _image(url: str, **extra) -> GeneratedImage:
     task = db_task("task-unified-0-" + str(GeneratedImage.objects.count()),
                    status=Status.COMPLETED, next_poll_at=None)
     now = timezone.now()
-    fields = dict(source_url=url, source_expires_at=now + dt.timedelta(hours=24),
-                  next_download_at=now)
+    fields = {"source_url": url, "source_expires_at": now + dt.timedelta(hours=24),
+              "next_download_at": now}
     fields.update(extra)
     return GeneratedImage.objects.create(task=task, index=0, **fields)
 
 
-def test_emulator_results_stored_once_with_signal(evolink_emulator, django_capture_on_commit_callbacks):
+def test_emulator_results_stored_once_with_signal(evolink_emulator,
+                                                  django_capture_on_commit_callbacks):
     remote = emulated_task(evolink_emulator, duration=0.1, n=2)
     evolink_emulator.clock.advance(1)
     task = db_task(remote.id, status=Status.COMPLETED, next_poll_at=None)
@@ -73,8 +74,9 @@ def test_transient_errors_retry_with_backoff_until_the_deadline(settings):
     image.refresh_from_db()
     assert image.download_attempts == 1 and image.next_download_at > timezone.now()
     assert downloads.download_image(image) == "busy"  # retry not due yet
-    GeneratedImage.objects.filter(pk=image.pk).update(
-        next_download_at=timezone.now(), source_expires_at=timezone.now() + dt.timedelta(seconds=30))
+    soon = timezone.now() + dt.timedelta(seconds=30)
+    GeneratedImage.objects.filter(pk=image.pk).update(next_download_at=timezone.now(),
+                                                      source_expires_at=soon)
     image.refresh_from_db()
     assert downloads.download_image(image) == "failed"
     image.refresh_from_db()

@@ -167,7 +167,8 @@ def test_leases_batches_and_limits(evolink_emulator, emu_settings, monkeypatch):
     tasks = [db_task(r.id) for r in remotes]
     # one task is leased by another sweep, one lease has expired
     ImageTask.objects.filter(pk=tasks[0].pk).update(
-        lease_token="00000000-0000-0000-0000-000000000001", lease_until=clock.now + dt.timedelta(60))
+        lease_token="00000000-0000-0000-0000-000000000001",
+        lease_until=clock.now + dt.timedelta(60))
     ImageTask.objects.filter(pk=tasks[1].pk).update(
         lease_token="00000000-0000-0000-0000-000000000002", lease_until=clock.now - dt.timedelta(1))
     counts = sweep.run_sweep()
