@@ -1,0 +1,255 @@
+"""Benchmark 2: the poll sweep at scale.
+
+10,000 unfinished tasks, all due once, against the emulator (in its own process)
+answering each status request after 50 ms. Runs one sweep, then (every task made due
+again) two concurrent sweeps in two threads, each with its own database connection.
+
+Figures: wall time; status GETs per task counted from the emulator's request log (target
+1.0, and no task asked twice); SQL statements per claimed batch (must be the same for
+every full batch); and the ratio of wall time to the concurrency bound
+``tasks x latency / (POLL_CONCURRENCY x sweeps)`` (target <= 1.25).
+
+    python benchmarks/bench_sweep.py            # PostgreSQL, 10,000 tasks
+    python benchmarks/bench_sweep.py --quick    # 200 tasks, 10 ms, SQLite
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _common as common  # noqa: E402
+from benchmarks._emulator_proc import TASK_ID  # noqa: E402
+
+NAME = "sweep"
+DB_NAME = "evolink_bench_sweep"
+
+
+def populate(total: int) -> None:
+    from django.utils import timezone
+
+    from django_evolink.models import ImageTask, Status
+
+    now = timezone.now()
+    tasks = [
+        ImageTask(
+            evolink_id=TASK_ID.format(i), model="wan2.5-image-to-image", prompt="benchmark",
+            image_urls=["https://example.com/in.png"], status=Status.PROCESSING, progress=0,
+            submit_started_at=now - timedelta(seconds=10), submitted_at=now - timedelta(seconds=10),
+            next_poll_at=now - timedelta(seconds=1),
+        )
+        for i in range(total)
+    ]
+    ImageTask.objects.bulk_create(tasks, batch_size=2000)
+
+
+def make_due() -> None:
+    from django.utils import timezone
+
+    from django_evolink.models import ImageTask
+
+    ImageTask.objects.update(next_poll_at=timezone.now() - timedelta(seconds=1),
+                             lease_token=None, lease_until=None)
+
+
+def one_sweep(results: dict, key: str, barrier: threading.Barrier | None = None) -> None:
+    """Run a sweep in this thread; record its counts, wall time and queries per batch."""
+    from django.db import connection
+
+    from django_evolink import sweep
+
+    marks: list[int] = []
+    original = sweep.claim_batch
+
+    try:
+        with common.count_queries() as queries:
+            local = threading.local()
+            local.marks = marks
+
+            if barrier is not None:
+                barrier.wait()
+            start = time.perf_counter()
+            counts = sweep.run_sweep()
+            wall = time.perf_counter() - start
+        results[key] = {"counts": counts, "wall": wall, "queries": queries[0],
+                        "batch_marks": list(_MARKS.get(threading.get_ident(), []))}
+    finally:
+        sweep.claim_batch = original
+        connection.close()
+
+
+#: Per thread: the query count seen at each claim_batch call.
+_MARKS: dict[int, list[int]] = {}
+_COUNTERS: dict[int, list[int]] = {}
+
+
+def install_claim_probe() -> None:
+    """Record, per sweep thread, the statement count at the start of every batch claim."""
+    from django_evolink import sweep
+
+    original = sweep.claim_batch
+
+    def probe(*args, **kwargs):
+        from django.db import connection
+
+        ident = threading.get_ident()
+        _MARKS.setdefault(ident, []).append(_executed(connection))
+        return original(*args, **kwargs)
+
+    sweep.claim_batch = probe
+
+
+def _executed(connection) -> int:
+    return getattr(connection, "_bench_count", 0)
+
+
+def counted(results: dict, key: str, barrier: threading.Barrier | None = None) -> None:
+    from django.db import connection
+
+    from django_evolink import sweep
+
+    def wrapper(execute, sql, params, many, context):
+        connection._bench_count = getattr(connection, "_bench_count", 0) + 1
+        return execute(sql, params, many, context)
+
+    connection._bench_count = 0
+    _MARKS[threading.get_ident()] = []
+    try:
+        with connection.execute_wrapper(wrapper):
+            if barrier is not None:
+                barrier.wait()
+            start = time.perf_counter()
+            counts = sweep.run_sweep()
+            wall = time.perf_counter() - start
+        marks = _MARKS[threading.get_ident()] + [connection._bench_count]
+        results[key] = {"counts": counts, "wall": wall, "queries": connection._bench_count,
+                        "marks": marks}
+    finally:
+        connection.close()
+
+
+def per_batch(marks: list[int], claimed: int, batch: int) -> dict:
+    """Statements of each full batch (between two claims; the last claim finds nothing)."""
+    spans = [b - a for a, b in zip(marks, marks[1:])]
+    full = claimed // batch
+    full_spans = spans[:full]
+    return {"full_batches": full, "per_batch_min": min(full_spans) if full_spans else None,
+            "per_batch_max": max(full_spans) if full_spans else None}
+
+
+def run(tasks: int, latency: float, concurrency: int, database: str, batch: int) -> list[dict]:
+    emu = common.EmulatorProcess(tasks=tasks, latency={"task": latency})
+    db_url = None
+    try:
+        if database == "postgresql":
+            db_url = common.create_pg_database(DB_NAME)
+        else:
+            path = Path("/tmp/django_evolink_bench_sweep.sqlite3")
+            path.unlink(missing_ok=True)
+            db_url = f"sqlite:///{path}"
+        common.setup_django(db_url, BENCH_EVOLINK_URL=emu.url,
+                            BENCH_POLL_CONCURRENCY=str(concurrency),
+                            BENCH_POLL_BATCH_SIZE=str(batch))
+        from django.db import connection
+
+        from django_evolink import conf
+        from django_evolink.models import ImageTask
+
+        common.migrate()
+        t0 = time.perf_counter()
+        populate(tasks)
+        print(f"{tasks} tasks created in {time.perf_counter() - t0:.1f} s "
+              f"({connection.vendor}); emulator latency {latency * 1000:.0f} ms, "
+              f"POLL_CONCURRENCY={conf.get('POLL_CONCURRENCY')}, batch {batch}", flush=True)
+        connection.close()
+        install_claim_probe()
+
+        rows: list[dict] = []
+        details: dict = {}
+        for sweeps in (1, 2):
+            make_due()
+            connection.close()
+            emu.clear_requests()
+            results: dict = {}
+            barrier = threading.Barrier(sweeps)
+            threads = [threading.Thread(target=counted, args=(results, f"s{i}", barrier))
+                       for i in range(sweeps)]
+            start = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - start
+            gets = emu.task_gets()
+            per_task = Counter(gets)
+            claimed = sum(r["counts"]["claimed"] for r in results.values())
+            polled = sum(r["counts"]["polled"] for r in results.values())
+            errors = sum(r["counts"]["errors"] for r in results.values())
+            bound = tasks * latency / (concurrency * sweeps)
+            batches = [per_batch(r["marks"], r["counts"]["claimed"], batch)
+                       for r in results.values()]
+            mins = [b["per_batch_min"] for b in batches if b["per_batch_min"] is not None]
+            maxs = [b["per_batch_max"] for b in batches if b["per_batch_max"] is not None]
+            unpolled = ImageTask.objects.filter(poll_count=0 if sweeps == 1 else 1).count()
+            label = "1 sweep" if sweeps == 1 else "2 concurrent sweeps"
+            print(f"{label}: {wall:.1f} s, claimed {claimed}, polled {polled}, errors {errors}, "
+                  f"GETs {len(gets)} (max {max(per_task.values()) if per_task else 0} per task), "
+                  f"statements per batch {min(mins) if mins else '-'}..{max(maxs) if maxs else '-'}"
+                  f", split {[r['counts']['claimed'] for r in results.values()]}", flush=True)
+            gets_per_task = len(gets) / tasks
+            once = bool(per_task) and max(per_task.values()) == 1 and len(per_task) == tasks
+            bench = f"sweep ({label})"
+            rows.append(common.row(bench, "wall time", round(wall, 2), "s"))
+            rows.append(common.row(bench, "status GETs per task", round(gets_per_task, 4), "",
+                                   target="= 1.0", met=once and gets_per_task == 1.0))
+            rows.append(common.row(
+                bench, "statements per batch of %d" % batch,
+                max(maxs) if maxs else 0, "",
+                target="constant", met=bool(mins) and min(mins) == max(maxs)))
+            rows.append(common.row(bench, "wall / concurrency bound", round(wall, 2), "s",
+                                   baseline=round(bound, 2), target="<= 1.25",
+                                   met=wall / bound <= 1.25))
+            details[label] = {"wall": wall, "bound": bound, "gets": len(gets),
+                              "distinct_tasks_asked": len(per_task), "claimed": claimed,
+                              "polled": polled, "errors": errors, "batches": batches,
+                              "sweeps": {k: {kk: vv for kk, vv in v.items() if kk != "marks"}
+                                         for k, v in results.items()},
+                              "tasks_left_unpolled": unpolled}
+        common.print_table(rows)
+        common.write_result(NAME, rows, tasks=tasks, latency=latency, concurrency=concurrency,
+                            batch_size=batch, database=connection.vendor, details=details)
+        return rows
+    finally:
+        emu.stop()
+        if database == "postgresql":
+            from django.db import connections
+
+            connections.close_all()
+            common.drop_pg_database(DB_NAME)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per status GET")
+    parser.add_argument("--concurrency", type=int, default=8, help="POLL_CONCURRENCY")
+    parser.add_argument("--batch", type=int, default=100, help="POLL_BATCH_SIZE")
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None)
+    parser.add_argument("--quick", action="store_true", help="200 tasks, 10 ms, SQLite")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.latency, args.batch = 200, 0.01, 50
+        args.database = args.database or "sqlite"
+    database = args.database or ("postgresql" if common.pg_available() else "sqlite")
+    run(args.tasks, args.latency, args.concurrency, database, args.batch)
+
+
+if __name__ == "__main__":
+    main()
