@@ -64,15 +64,21 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture
-def site(settings, live_server, evolink_emulator):
-    """The example site in the live server, talking to the emulator."""
+def site(browser, settings, live_server, evolink_emulator):
+    """The example site in the live server, talking to the emulator.
+
+    Afterwards the browser leaves the page, so its polling stops before the database is
+    emptied for the next test.
+    """
     use_example_site(settings, live_server.url)
     settings.EXAMPLE_EMULATOR_URL = evolink_emulator.url
     evolink = dict(settings.EVOLINK)
     evolink["THROTTLE_RATES"] = {"evolink_create": None, "evolink_refresh": None}
     settings.EVOLINK = evolink
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return live_server
+    yield live_server
+    browser.get("about:blank")
+    browser.delete_all_cookies()
 
 
 def _photo(path: Path, size=(640, 480)) -> Path:

@@ -192,7 +192,8 @@ def _check_settings(snippet: Snippet, tree: ast.Module, ns: dict[str, Any]) -> N
                 _fail(snippet, node, "Q_CLUSTER['retry'] must be larger than 'timeout' (W003)")
         elif name == "INSTALLED_APPS":
             for app in value:
-                if isinstance(app, str) and importlib.util.find_spec(app.split(".apps.")[0]) is None:
+                module = app.split(".apps.")[0] if isinstance(app, str) else None
+                if module and importlib.util.find_spec(module) is None:
                     _fail(snippet, node, f"INSTALLED_APPS names {app!r}, which is not importable")
 
 
