@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 import uuid
@@ -158,7 +159,7 @@ def run(repeat: int) -> list[dict]:
                 admin.site._registry[model].list_per_page = per_page
             for name, url, params in pages:
                 client.get(url, params)  # warm caches (credit balance, connections)
-                best, queries = None, None
+                best, queries, times = None, None, []
                 for _ in range(repeat):
                     with CaptureQueriesContext(connection) as ctx:
                         start = time.perf_counter()
@@ -166,9 +167,10 @@ def run(repeat: int) -> list[dict]:
                         elapsed = time.perf_counter() - start
                     assert response.status_code == 200, (url, params, response.status_code)
                     best = elapsed if best is None else min(best, elapsed)
+                    times.append(elapsed)
                     queries = len(ctx.captured_queries)
                 row = {"page": name, "per_page": per_page, "seconds": round(best, 4),
-                       "queries": queries}
+                       "p50_seconds": round(statistics.median(times), 4), "queries": queries}
                 results.append(row)
                 print(f"{name:28} {per_page:4} rows  {best * 1000:8.1f} ms  {queries:3} queries",
                       flush=True)
