@@ -930,6 +930,9 @@ class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
     protocol_version = "HTTP/1.1"
     server_version = "EvolinkEmulator/1.0"
+    # TCP_NODELAY: the status line + headers and the body are two writes; with Nagle on,
+    # a kept-alive client's delayed ACK holds the body back ~40 ms on every answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         logger.debug("%s - %s", self.address_string(), format % args)

@@ -1,0 +1,145 @@
+"""Benchmark 5: the overhead of ``services.create_task`` over a bare HTTP POST.
+
+The emulator runs in its own process. For the same body (model, prompt, one input image
+uploaded to the emulator's files API, ``n = 1``) the benchmark alternates, ``N`` times:
+
+- baseline: ``requests.Session().post`` of the body to ``/v1/images/generations`` (a
+  kept-alive connection, like the client's own pool: the strictest baseline);
+- ``create_task``: validation, the ``queued`` row, the submit claim, the POST through
+  :class:`~django_evolink.client.EvolinkClient`, the answer applied through the
+  transition function (its event recorded) - on PostgreSQL.
+
+Both send the same request to the same emulator, which does the same work for both
+(it downloads and checks the input image). Prints the medians and their ratio
+(target <= 1.3).
+
+    python benchmarks/bench_submit.py            # 300 of each, PostgreSQL
+    python benchmarks/bench_submit.py --quick    # 20 of each, SQLite
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _common as common  # noqa: E402
+
+NAME = "submit"
+DB_NAME = "evolink_bench_submit"
+PROMPT = "A watercolour fox in a snowy forest, soft light, high detail"
+
+
+def upload_input(emu: common.EmulatorProcess, api_key: str) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (512, 512), (200, 120, 40)).save(buf, format="PNG")
+    response = emu.http.post(f"{emu.url}/api/v1/files/upload/stream",
+                             headers={"Authorization": f"Bearer {api_key}"},
+                             files={"file": ("in.png", buf.getvalue(), "image/png")},
+                             data={"upload_path": "bench"}, timeout=30)
+    response.raise_for_status()
+    return response.json()["data"]["file_url"]
+
+
+def run(iterations: int, database: str) -> list[dict]:
+    emu = common.EmulatorProcess()
+    try:
+        if database == "postgresql":
+            url = common.create_pg_database(DB_NAME)
+        else:
+            path = Path("/tmp/django_evolink_bench_submit.sqlite3")
+            path.unlink(missing_ok=True)
+            url = f"sqlite:///{path}"
+        common.setup_django(url, BENCH_EVOLINK_URL=emu.url)
+        import requests
+        from django.db import connection
+
+        from django_evolink import conf, services
+        from django_evolink.models import ImageTask, Status, TaskEvent
+
+        common.migrate()
+        api_key = conf.require_api_key()
+        image_url = upload_input(emu, api_key)
+        body = {"model": "wan2.5-image-to-image", "prompt": PROMPT, "image_urls": [image_url],
+                "n": 1}
+        session = requests.Session()
+        session.trust_env = False
+        headers = {"Authorization": f"Bearer {api_key}"}
+        endpoint = f"{emu.url}/v1/images/generations"
+
+        def bare() -> float:
+            start = time.perf_counter()
+            response = session.post(endpoint, json=body, headers=headers, timeout=30)
+            elapsed = time.perf_counter() - start
+            assert response.status_code == 200, response.text
+            return elapsed
+
+        def ours() -> float:
+            start = time.perf_counter()
+            task = services.create_task(prompt=PROMPT, image_urls=[image_url], n=1)
+            elapsed = time.perf_counter() - start
+            assert task.status == Status.PENDING and task.evolink_id, task.status
+            return elapsed
+
+        for _ in range(10):  # warm-up: connections, imports, caches
+            bare()
+            ours()
+        ImageTask.objects.all().delete()
+        times_bare, times_ours = [], []
+        for i in range(iterations):
+            if i % 2:
+                times_bare.append(bare())
+                times_ours.append(ours())
+            else:
+                times_ours.append(ours())
+                times_bare.append(bare())
+        created = ImageTask.objects.filter(status=Status.PENDING).count()
+        events = TaskEvent.objects.filter(source="submit").count()
+        mb, mo = common.median(times_bare) * 1000, common.median(times_ours) * 1000
+        ratio = mo / mb
+        print(f"bare POST p50 {mb:.2f} ms, create_task p50 {mo:.2f} ms, ratio {ratio:.2f}; "
+              f"{created} tasks pending, {events} submit events ({connection.vendor})",
+              flush=True)
+        bench = f"submit ({connection.vendor}, {iterations} each)"
+        rows = [
+            common.row(bench, "create_task p50", round(mo, 2), "ms", baseline=round(mb, 2),
+                       target="<= 1.3", met=ratio <= 1.3 and created == iterations),
+            common.row(bench, "create_task p90", round(common.percentile(times_ours, 90) * 1000,
+                                                       2), "ms",
+                       baseline=round(common.percentile(times_bare, 90) * 1000, 2)),
+            common.row(bench, "overhead per task (p50)", round(mo - mb, 2), "ms"),
+        ]
+        common.print_table(rows)
+        common.write_result(NAME, rows, iterations=iterations, database=connection.vendor,
+                            created=created, events=events)
+        return rows
+    finally:
+        emu.stop()
+        from django.db import connections
+
+        connections.close_all()
+        if database == "postgresql":
+            common.drop_pg_database(DB_NAME)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None)
+    parser.add_argument("--quick", action="store_true", help="20 of each, SQLite")
+    args = parser.parse_args()
+    if args.quick:
+        args.iterations = 20
+        args.database = args.database or "sqlite"
+    database = args.database or ("postgresql" if common.pg_available() else "sqlite")
+    run(args.iterations, database)
+
+
+if __name__ == "__main__":
+    main()
