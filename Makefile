@@ -46,5 +46,15 @@ DEMO_PORT ?= 8000
 demo: $(STAMP)
 	DEMO_PORT=$(DEMO_PORT) $(abspath $(PY)) example_project/run_demo.py
 
+# `make bench`: the five benchmarks (PostgreSQL at 127.0.0.1:5432, trust auth, for
+# callbacks/sweep/pages/submit), one table; see docs/performance.md. BENCH_ARGS=--quick.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache

@@ -219,8 +219,10 @@ def run(total: int, refetch: bool) -> list[dict]:
         rows = [
             common.row("callbacks baseline (DRF pk UPDATE)", "requests/s",
                        round(base["rate"], 1), "/s"),
-            common.row("callbacks baseline (DRF pk UPDATE)", "p50 / p99 latency",
-                       round(base["p50_ms"], 1), "ms", ratio=base["p99_ms"] / base["p50_ms"]),
+            common.row("callbacks baseline (DRF pk UPDATE)", "p50 latency",
+                       round(base["p50_ms"], 1), "ms"),
+            common.row("callbacks baseline (DRF pk UPDATE)", "p99 latency",
+                       round(base["p99_ms"], 1), "ms"),
             common.row(bench, "callbacks/s", round(trusted["rate"], 1), "/s",
                        baseline=round(base["rate"], 1), ratio=ratio, target=">= 0.5",
                        met=ratio >= 0.5),
@@ -265,8 +267,10 @@ def run(total: int, refetch: bool) -> list[dict]:
             rows += [
                 common.row(bench, "callbacks/s", round(rf["rate"], 1), "/s",
                            baseline=round(base["rate"], 1), ratio=ratio_rf),
-                common.row(bench, "p50 / p99 latency", round(rf["p50_ms"], 1), "ms",
-                           ratio=rf["p99_ms"] / rf["p50_ms"]),
+                common.row(bench, "p50 latency", round(rf["p50_ms"], 1), "ms",
+                           baseline=round(base["p50_ms"], 1)),
+                common.row(bench, "p99 latency", round(rf["p99_ms"], 1), "ms",
+                           baseline=round(base["p99_ms"], 1)),
                 common.row(bench, "recorded", check_rf["recorded"] - before, "events",
                            baseline=total, met=check_rf["ok"] and rf["statuses"] == {200: total}),
             ]
