@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "benchmarks" / "results")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -285,5 +285,5 @@ def write_result(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
     data = {"benchmark": name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": machine(), "rows": rows, **extra}
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    print(f"written {path.relative_to(ROOT)}", flush=True)
+    print(f"written {path}", flush=True)
     return path

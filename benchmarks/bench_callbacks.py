@@ -34,7 +34,7 @@ from benchmarks import _common as common  # noqa: E402
 from benchmarks._emulator_proc import TASK_ID  # noqa: E402
 
 NAME = "callbacks"
-DB_NAME = "evolink_bench_callbacks"
+DB_NAME = f"evolink_bench_callbacks_{os.getpid()}"  # unique: runs may overlap
 THREADS = 8  # concurrent clients of the load generator
 WORKERS, WORKER_THREADS = 2, 4
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import _common as common  # noqa: E402
 
 NAME = "pages"
-DB_NAME = "evolink_bench_pages"
-SQLITE_PATH = Path("/tmp/django_evolink_bench_pages.sqlite3")
+DB_NAME = f"evolink_bench_pages_{os.getpid()}"  # unique: runs may overlap
+SQLITE_PATH = Path(f"/tmp/django_evolink_bench_pages_{os.getpid()}.sqlite3")
 
 
 def measure_api(repeat: int) -> list[dict]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import _common as common  # noqa: E402
 
 NAME = "submit"
-DB_NAME = "evolink_bench_submit"
+DB_NAME = f"evolink_bench_submit_{os.getpid()}"  # unique: runs may overlap
 PROMPT = "A watercolour fox in a snowy forest, soft light, high detail"
 
 
@@ -58,7 +59,7 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
         if database == "postgresql":
             url = common.create_pg_database(DB_NAME)
         else:
-            path = Path("/tmp/django_evolink_bench_submit.sqlite3")
+            path = Path(f"/tmp/django_evolink_bench_submit_{os.getpid()}.sqlite3")
             path.unlink(missing_ok=True)
             url = f"sqlite:///{path}"
         common.setup_django(url, BENCH_EVOLINK_URL=emu.url)

@@ -16,6 +16,7 @@ every full batch); and the ratio of wall time to the concurrency bound
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from benchmarks import _common as common  # noqa: E402
 from benchmarks._emulator_proc import TASK_ID  # noqa: E402
 
 NAME = "sweep"
-DB_NAME = "evolink_bench_sweep"
+DB_NAME = f"evolink_bench_sweep_{os.getpid()}"  # unique: runs may overlap
 
 
 def populate(total: int) -> None:
@@ -59,35 +60,8 @@ def make_due() -> None:
                              lease_token=None, lease_until=None)
 
 
-def one_sweep(results: dict, key: str, barrier: threading.Barrier | None = None) -> None:
-    """Run a sweep in this thread; record its counts, wall time and queries per batch."""
-    from django.db import connection
-
-    from django_evolink import sweep
-
-    marks: list[int] = []
-    original = sweep.claim_batch
-
-    try:
-        with common.count_queries() as queries:
-            local = threading.local()
-            local.marks = marks
-
-            if barrier is not None:
-                barrier.wait()
-            start = time.perf_counter()
-            counts = sweep.run_sweep()
-            wall = time.perf_counter() - start
-        results[key] = {"counts": counts, "wall": wall, "queries": queries[0],
-                        "batch_marks": list(_MARKS.get(threading.get_ident(), []))}
-    finally:
-        sweep.claim_batch = original
-        connection.close()
-
-
 #: Per thread: the query count seen at each claim_batch call.
 _MARKS: dict[int, list[int]] = {}
-_COUNTERS: dict[int, list[int]] = {}
 
 
 def install_claim_probe() -> None:
@@ -137,7 +111,7 @@ def counted(results: dict, key: str, barrier: threading.Barrier | None = None) -
 
 def per_batch(marks: list[int], claimed: int, batch: int) -> dict:
     """Statements of each full batch (between two claims; the last claim finds nothing)."""
-    spans = [b - a for a, b in zip(marks, marks[1:])]
+    spans = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     full = claimed // batch
     full_spans = spans[:full]
     return {"full_batches": full, "per_batch_min": min(full_spans) if full_spans else None,
@@ -151,7 +125,7 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
         if database == "postgresql":
             db_url = common.create_pg_database(DB_NAME)
         else:
-            path = Path("/tmp/django_evolink_bench_sweep.sqlite3")
+            path = Path(f"/tmp/django_evolink_bench_sweep_{os.getpid()}.sqlite3")
             path.unlink(missing_ok=True)
             db_url = f"sqlite:///{path}"
         common.setup_django(db_url, BENCH_EVOLINK_URL=emu.url,
@@ -210,7 +184,7 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
             rows.append(common.row(bench, "status GETs per task", round(gets_per_task, 4), "",
                                    target="= 1.0", met=once and gets_per_task == 1.0))
             rows.append(common.row(
-                bench, "statements per batch of %d" % batch,
+                bench, f"statements per batch of {batch}",
                 max(maxs) if maxs else 0, "",
                 target="constant", met=bool(mins) and min(mins) == max(maxs)))
             rows.append(common.row(bench, "wall / concurrency bound", round(wall, 2), "s",
