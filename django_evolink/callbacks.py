@@ -35,6 +35,7 @@ import json
 import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
@@ -103,6 +104,15 @@ class CallbackView(CallbackTokenMixin, View):
     # -- the fixed flow ----------------------------------------------------------------
     def post(self, request: HttpRequest, token: str) -> JsonResponse:
         try:
+            return self.receive(request, token)
+        except Exception:
+            # e.g. the database is unavailable: answer 503 so Evolink retries, and log
+            # without the request path (Django's 500 log line would carry the token)
+            logger.exception("A callback could not be received")
+            return self.answer(503, {"detail": "The callback could not be received now."})
+
+    def receive(self, request: HttpRequest, token: str) -> JsonResponse:
+        try:
             task = self.validate_request(request, token)
         except Http404:
             return self.answer(404, {"detail": "Unknown callback URL."})
@@ -115,6 +125,8 @@ class CallbackView(CallbackTokenMixin, View):
         problem = self.check_body(task, parsed)
         if problem is not None:
             outcome, message = problem
+            if isinstance(body, dict) and body.get("_too_large"):
+                message = "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE bytes."
             self.set_outcome(event, outcome, message, task.status, task.status)
             return self.answer(400, {"detail": message, "outcome": outcome})
         try:
@@ -132,12 +144,25 @@ class CallbackView(CallbackTokenMixin, View):
 
     # -- hooks -------------------------------------------------------------------------
     def parse_body(self, request: HttpRequest) -> tuple[Any, Any]:
-        """``(what to store, parsed JSON or None)``."""
-        raw = request.body
+        """``(what to store, parsed JSON or None)``.
+
+        A body that is not storable JSON (not UTF-8, nested too deep, ``NaN``/``Infinity``
+        or numbers out of range, NUL characters or lone surrogates, which PostgreSQL
+        refuses) is stored as text (NUL replaced) and treated as malformed; a body above
+        Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is stored as a note only.
+        """
+        try:
+            raw = request.body
+        except RequestDataTooBig:
+            return {"_unparsed_body": "", "_too_large": True}, None
         try:
             parsed = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            text = raw.decode("utf-8", "replace")[:MAX_STORED_TEXT]
+            stored = json.dumps(parsed, allow_nan=False, ensure_ascii=False)
+            stored.encode("utf-8")  # lone surrogates ("\\ud800") raise UnicodeEncodeError
+            if "\\u0000" in stored:
+                raise ValueError("NUL character")
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            text = raw.decode("utf-8", "replace")[:MAX_STORED_TEXT].replace("\x00", "\ufffd")
             return {"_unparsed_body": text}, None
         return parsed, parsed
 
