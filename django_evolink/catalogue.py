@@ -7,6 +7,7 @@ commands all validate through the functions here, so their messages agree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -14,6 +15,9 @@ from django.utils.translation import gettext as _
 
 from . import conf, netsafety
 from .exceptions import EvolinkValidationError
+
+#: Characters never valid in a URL (controls, NUL, space); NUL also breaks PostgreSQL.
+_CONTROL_CHARS = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ def get_spec(model: str | None) -> ModelSpec:
 def prompt_errors(spec: ModelSpec, prompt: Any) -> list[str]:
     if not isinstance(prompt, str) or not prompt.strip():
         return [_("A prompt is required (1 to %(max)d characters).") % {"max": spec.prompt_max_chars}]
+    if "\x00" in prompt:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail when saving
+        return [_("The prompt must not contain NUL (\\x00) characters.")]
     if len(prompt) > spec.prompt_max_chars:
         return [
             _("At most %(max)d characters for %(model)s (got %(got)d).")
@@ -99,6 +106,11 @@ def image_url_errors(spec: ModelSpec, image_urls: Any, *, resolve: bool = True) 
     for i, url in enumerate(image_urls, start=1):
         if not isinstance(url, str) or not url:
             errors.append(_("Image %(i)d: a URL string is required.") % {"i": i})
+            continue
+        if _CONTROL_CHARS.search(url):
+            errors.append(
+                _("Image %(i)d: URLs must not contain control characters or spaces.") % {"i": i}
+            )
             continue
         if len(url) > spec.url_max_chars:
             errors.append(
