@@ -999,7 +999,8 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
     def object_actions(self, request: HttpRequest) -> list[tuple[str, str]]:
         """(name, label) of the actions offered as buttons on the change page."""
         actions = self.get_actions(request)
-        return [(name, str(actions[name][2])) for name in self.actions if name in actions]
+        return [(name, str(_action_description(actions[name]))) for name in self.actions
+                if name in actions]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="",
                            obj=None):
@@ -1020,6 +1021,15 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
         return _object_action(self, request, object_id, action)
 
 
+def _action_func(action: Any) -> Any:
+    """The callable of an entry of ``get_actions()`` (an Action on Django 6.1+, a tuple before)."""
+    return action.func if hasattr(action, "func") else action[0]
+
+
+def _action_description(action: Any) -> Any:
+    return action.description if hasattr(action, "description") else action[2]
+
+
 def _object_action(model_admin: ImageTaskAdmin, request: HttpRequest, object_id: str,
                    action: str) -> HttpResponse:
     """Run one changelist action on one task from its change page, then go back."""
@@ -1031,7 +1041,7 @@ def _object_action(model_admin: ImageTaskAdmin, request: HttpRequest, object_id:
     obj = model_admin.get_object(request, object_id)
     if obj is None:
         raise Http404(gettext("No such image task."))
-    func = actions[action][0]
+    func = _action_func(actions[action])
     queryset = model_admin.get_queryset(request).filter(pk=obj.pk)
     response = func(model_admin, request, queryset)
     if isinstance(response, HttpResponse):

@@ -87,10 +87,11 @@ def get(key: str) -> Any:
     if key not in DEFAULTS:
         raise KeyError(f"Unknown django-evolink setting {key!r}")
     user = _user_settings()
+    if key == "API_KEY":
+        # an explicit None (or "") falls back to the environment, as documented
+        return user.get("API_KEY") or os.environ.get("EVOLINK_API_KEY") or None
     if key in user:
         return user[key]
-    if key == "API_KEY":
-        return os.environ.get("EVOLINK_API_KEY") or None
     return DEFAULTS[key]
 
 

@@ -1,14 +1,16 @@
 """Settings lookup and the system checks."""
 
 import pytest
-from django.core.checks import run_checks
+from django.core.checks import Tags, run_checks
 
 from django_evolink import conf
 from django_evolink.exceptions import EvolinkConfigurationError
 
 
 def ids(settings_obj=None):
-    return sorted({m.id for m in run_checks() if m.id and m.id.startswith("django_evolink.")})
+    # only django-evolink's own (compatibility-tagged) checks: model checks touch the database
+    messages = run_checks(tags=[Tags.compatibility])
+    return sorted({m.id for m in messages if m.id and m.id.startswith("django_evolink.")})
 
 
 def test_defaults_and_override(settings):
@@ -41,13 +43,13 @@ def test_clean_settings_have_no_messages():
 def test_missing_key_warns(settings, monkeypatch):
     monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
     settings.EVOLINK = {}
-    messages = [m for m in run_checks() if m.id == "django_evolink.W001"]
+    messages = [m for m in run_checks(tags=[Tags.compatibility]) if m.id == "django_evolink.W001"]
     assert messages and "EVOLINK_API_KEY" in messages[0].hint
 
 
 def test_unknown_key_warns(settings):
     settings.EVOLINK = {**settings.EVOLINK, "CALBACK_BASE_URL": "https://x.example"}
-    messages = [m for m in run_checks() if m.id == "django_evolink.W002"]
+    messages = [m for m in run_checks(tags=[Tags.compatibility]) if m.id == "django_evolink.W002"]
     assert messages and "CALBACK_BASE_URL" in messages[0].msg
 
 
@@ -92,3 +94,10 @@ def test_every_setting_is_documented():
     text = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
     missing = [k for k in conf.DEFAULTS if f"| `{k}` |" not in text]
     assert missing == [], f"document these settings in docs/settings.md: {missing}"
+
+
+def test_explicit_none_api_key_falls_back_to_environment(settings, monkeypatch):
+    monkeypatch.setenv("EVOLINK_API_KEY", "sk-evo-env-only")
+    settings.EVOLINK = {"API_KEY": None}
+    assert conf.api_key() == "sk-evo-env-only"
+    assert "django_evolink.W001" not in ids()
