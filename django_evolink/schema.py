@@ -102,6 +102,9 @@ def task_list_create(view: Any) -> Any:
             200: ImageTaskSerializer(many=True),
             400: OpenApiResponse(FIELD_ERRORS_SCHEMA, description="Unknown status."),
             **_common_errors(),
+            404: OpenApiResponse(
+                ERROR_SCHEMA, description="No such page (not a positive number, or past the end)."
+            ),
         },
     )(view.get)
     view.post = extend_schema(
