@@ -9,7 +9,9 @@ class DjangoEvolinkConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from . import schedule
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            schedule,
+        )
 
         schedule.connect_post_migrate(self)

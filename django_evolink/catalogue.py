@@ -67,7 +67,9 @@ def get_spec(model: str | None) -> ModelSpec:
 
 def prompt_errors(spec: ModelSpec, prompt: Any) -> list[str]:
     if not isinstance(prompt, str) or not prompt.strip():
-        return [_("A prompt is required (1 to %(max)d characters).") % {"max": spec.prompt_max_chars}]
+        return [
+            _("A prompt is required (1 to %(max)d characters).") % {"max": spec.prompt_max_chars}
+        ]
     if "\x00" in prompt:
         # PostgreSQL text cannot hold NUL: refuse it here rather than fail when saving
         return [_("The prompt must not contain NUL (\\x00) characters.")]
@@ -90,9 +92,15 @@ def n_errors(spec: ModelSpec, n: Any) -> list[str]:
 
 def count_errors(spec: ModelSpec, count: int) -> list[str]:
     if count < spec.min_images:
-        return [_("At least %(min)d image for %(model)s.") % {"min": spec.min_images, "model": spec.name}]
+        return [
+            _("At least %(min)d image for %(model)s.")
+            % {"min": spec.min_images, "model": spec.name}
+        ]
     if count > spec.max_images:
-        return [_("At most %(max)d images for %(model)s.") % {"max": spec.max_images, "model": spec.name}]
+        return [
+            _("At most %(max)d images for %(model)s.")
+            % {"max": spec.max_images, "model": spec.name}
+        ]
     return []
 
 
@@ -152,7 +160,9 @@ def validate_request(
     return {"model": spec.name, "prompt": prompt, "image_urls": list(image_urls), "n": n}
 
 
-def image_file_errors(spec: ModelSpec, fileobj: IO[bytes], *, label: str = "") -> tuple[list[str], dict]:
+def image_file_errors(
+    spec: ModelSpec, fileobj: IO[bytes], *, label: str = ""
+) -> tuple[list[str], dict]:
     """Check one image file's content with Pillow: size, format, transparency, sides.
 
     Returns ``(messages, info)`` where ``info`` has ``format``, ``width``,
@@ -180,9 +190,11 @@ def image_file_errors(spec: ModelSpec, fileobj: IO[bytes], *, label: str = "") -
             fmt = (img.format or "").upper()
             width, height = img.size
             mode = img.mode
-            has_alpha = mode in ("RGBA", "LA", "PA") or (
-                mode == "P" and "transparency" in img.info
-            ) or "transparency" in img.info
+            has_alpha = (
+                mode in ("RGBA", "LA", "PA")
+                or (mode == "P" and "transparency" in img.info)
+                or "transparency" in img.info
+            )
             if fmt not in spec.image_formats:
                 return (
                     [
@@ -192,12 +204,16 @@ def image_file_errors(spec: ModelSpec, fileobj: IO[bytes], *, label: str = "") -
                     ],
                     {},
                 )
-            if not (spec.min_side <= width <= spec.max_side and spec.min_side <= height <= spec.max_side):
+            if not (
+                spec.min_side <= width <= spec.max_side and spec.min_side <= height <= spec.max_side
+            ):
                 return (
                     [
                         prefix
-                        + _("The image is %(w)dx%(h)d px; width and height must each be "
-                            "from %(min)d to %(max)d px.")
+                        + _(
+                            "The image is %(w)dx%(h)d px; width and height must each be "
+                            "from %(min)d to %(max)d px."
+                        )
                         % {"w": width, "h": height, "min": spec.min_side, "max": spec.max_side}
                     ],
                     {},
@@ -209,7 +225,9 @@ def image_file_errors(spec: ModelSpec, fileobj: IO[bytes], *, label: str = "") -
         return (
             [
                 prefix
-                + _("The file is not a readable image (truncated or corrupt); allowed: %(allowed)s.")
+                + _(
+                    "The file is not a readable image (truncated or corrupt); allowed: %(allowed)s."
+                )
                 % {"allowed": spec.formats_text}
             ],
             {},
@@ -218,11 +236,25 @@ def image_file_errors(spec: ModelSpec, fileobj: IO[bytes], *, label: str = "") -
         fileobj.seek(0)
     if has_alpha and not spec.allow_transparency:
         return (
-            [prefix + _("Images with transparency (an alpha channel) are not accepted; "
-                        "flatten the image first.")],
+            [
+                prefix
+                + _(
+                    "Images with transparency (an alpha channel) are not accepted; "
+                    "flatten the image first."
+                )
+            ],
             {},
         )
-    content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp",
-                    "WEBP": "image/webp"}.get(fmt, "application/octet-stream")
-    return [], {"format": fmt, "width": width, "height": height, "size": size,
-                "content_type": content_type}
+    content_type = {
+        "JPEG": "image/jpeg",
+        "PNG": "image/png",
+        "BMP": "image/bmp",
+        "WEBP": "image/webp",
+    }.get(fmt, "application/octet-stream")
+    return [], {
+        "format": fmt,
+        "width": width,
+        "height": height,
+        "size": size,
+        "content_type": content_type,
+    }

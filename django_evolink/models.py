@@ -101,7 +101,9 @@ class ImageTask(models.Model):
     completed_at = models.DateTimeField(_("finished"), null=True, blank=True)
     # --- local bookkeeping ----------------------------------------------------------
     submit_started_at = models.DateTimeField(
-        _("submission started"), null=True, blank=True,
+        _("submission started"),
+        null=True,
+        blank=True,
         help_text=_("Set once, before the create request is sent: a task is never sent twice."),
     )
     submitted_at = models.DateTimeField(_("accepted by Evolink"), null=True, blank=True)
@@ -116,7 +118,9 @@ class ImageTask(models.Model):
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     input_files = models.JSONField(
-        _("stored input copies"), default=list, blank=True,
+        _("stored input copies"),
+        default=list,
+        blank=True,
         help_text=_("Storage names of the copies of uploaded inputs."),
     )
     images_stored_at = models.DateTimeField(_("images stored"), null=True, blank=True)
@@ -160,7 +164,9 @@ class ImageTask(models.Model):
         return {
             "billing_rule": self.billing_rule or None,
             "credits_reserved": (
-                None if self.credits_reserved is None else format(self.credits_reserved.normalize(), "f")
+                None
+                if self.credits_reserved is None
+                else format(self.credits_reserved.normalize(), "f")
             ),
             "user_group": self.user_group or None,
         }
@@ -181,7 +187,10 @@ class GeneratedImage(models.Model):
     index = models.PositiveSmallIntegerField(_("index"))
     source_url = models.URLField(_("Evolink URL"), max_length=2048)
     file = models.FileField(
-        _("stored file"), upload_to=result_upload_to, storage=_storage, blank=True,
+        _("stored file"),
+        upload_to=result_upload_to,
+        storage=_storage,
+        blank=True,
         max_length=255,
     )
     width = models.PositiveIntegerField(_("width"), null=True, blank=True)

@@ -107,20 +107,28 @@ def submit_task(task: ImageTask) -> ImageTask:
     if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
         exc = EvolinkMalformedResponseError(
             f"Evolink accepted the request but its answer could not be used ({result.outcome}).",
-            status=200, body=answer,
+            status=200,
+            body=answer,
         )
-        _fail_and_attach(task, exc, "outcome_unknown",
-                         OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})")
+        _fail_and_attach(
+            task, exc, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
+        )
         raise exc
     return task
 
 
-def _fail_and_attach(task: ImageTask, exc: EvolinkError, code: str, message: str,
-                     payload: Any = None) -> None:
+def _fail_and_attach(
+    task: ImageTask, exc: EvolinkError, code: str, message: str, payload: Any = None
+) -> None:
     if payload is None and isinstance(exc, EvolinkAPIError):
         payload = {"error": exc.as_dict()}
-    fail_task(task, code=code or "evolink_error", message=message, source=EventSource.SUBMIT,
-              payload=payload if payload is not None else {"error": {"code": code, "message": message}})
+    fail_task(
+        task,
+        code=code or "evolink_error",
+        message=message,
+        source=EventSource.SUBMIT,
+        payload=payload if payload is not None else {"error": {"code": code, "message": message}},
+    )
     exc.task = task
 
 

@@ -133,11 +133,15 @@ def parse_payload(payload: Any) -> Update:
         credits = usage.get("credits_reserved")
         if credits is not None:
             if isinstance(credits, bool) or not isinstance(credits, (int, float, str)):
-                raise PayloadError(EventOutcome.MALFORMED, "usage.credits_reserved must be a number")
+                raise PayloadError(
+                    EventOutcome.MALFORMED, "usage.credits_reserved must be a number"
+                )
             try:
                 update.credits_reserved = Decimal(str(credits)).quantize(Decimal("0.0001"))
             except InvalidOperation:
-                raise PayloadError(EventOutcome.MALFORMED, "usage.credits_reserved must be a number")
+                raise PayloadError(
+                    EventOutcome.MALFORMED, "usage.credits_reserved must be a number"
+                )
             if not update.credits_reserved.is_finite() or update.credits_reserved < 0:
                 raise PayloadError(EventOutcome.MALFORMED, "usage.credits_reserved must be >= 0")
     info = payload.get("task_info")
@@ -250,7 +254,9 @@ def _record_images(task: ImageTask, results: list[str], now) -> None:
 
 def _after_commit(task: ImageTask, old: str, new: str) -> None:
     def send() -> None:
-        signals.task_status_changed.send(sender=ImageTask, task=task, old_status=old, new_status=new)
+        signals.task_status_changed.send(
+            sender=ImageTask, task=task, old_status=old, new_status=new
+        )
         if new == Status.COMPLETED:
             signals.task_completed.send(sender=ImageTask, task=task)
         elif new in FINAL_STATUSES:
@@ -263,8 +269,13 @@ def _after_commit(task: ImageTask, old: str, new: str) -> None:
         transaction.on_commit(lambda: background.enqueue_downloads(task.pk), robust=True)
 
 
-def _apply(task_id: Any, update: Update | None, event: TaskEvent, source: str,
-           error: PayloadError | None = None) -> ApplyResult:
+def _apply(
+    task_id: Any,
+    update: Update | None,
+    event: TaskEvent,
+    source: str,
+    error: PayloadError | None = None,
+) -> ApplyResult:
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -280,31 +291,47 @@ def _apply(task_id: Any, update: Update | None, event: TaskEvent, source: str,
                     fields = ["evolink_id", *fields]
                     note = ""
                 else:
-                    outcome, fields, note = EventOutcome.WRONG_TASK, [], (
-                        f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"
+                    outcome, fields, note = (
+                        EventOutcome.WRONG_TASK,
+                        [],
+                        (f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"),
                     )
             else:
                 outcome, fields = _merge(task, update, now)
                 note = ""
             if source == EventSource.CALLBACK and outcome in (
-                EventOutcome.APPLIED, EventOutcome.UNCHANGED, EventOutcome.STALE
+                EventOutcome.APPLIED,
+                EventOutcome.UNCHANGED,
+                EventOutcome.STALE,
             ):
                 task.callback_received_at = now
                 fields.append("callback_received_at")
             if fields:
-                outcome = EventOutcome.APPLIED if outcome == EventOutcome.UNCHANGED and any(
-                    f != "callback_received_at" for f in fields
-                ) else outcome
+                outcome = (
+                    EventOutcome.APPLIED
+                    if outcome == EventOutcome.UNCHANGED
+                    and any(f != "callback_received_at" for f in fields)
+                    else outcome
+                )
                 if "evolink_id" in fields and task.submitted_at is None:
                     task.submitted_at = now
                     fields.append("submitted_at")
-                if task.status not in FINAL_STATUSES and task.next_poll_at is None and task.evolink_id:
+                if (
+                    task.status not in FINAL_STATUSES
+                    and task.next_poll_at is None
+                    and task.evolink_id
+                ):
                     from .polling import first_poll_at
 
                     task.next_poll_at = first_poll_at(task, now)
                     fields.append("next_poll_at")
                 task.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
-            if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
+            if (
+                task.status == Status.COMPLETED
+                and old != Status.COMPLETED
+                and update
+                and update.results
+            ):
                 _record_images(task, update.results, now)
             changed = outcome == EventOutcome.APPLIED
             TaskEvent.objects.filter(pk=event.pk).update(
@@ -354,8 +381,9 @@ def apply_payload(
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
     if event is None:
-        event = record_event(task_id, source, payload, headers=headers,
-                             remote_addr=remote_addr, note=note)
+        event = record_event(
+            task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
+        )
     try:
         update, error = parse_payload(payload), None
     except PayloadError as exc:

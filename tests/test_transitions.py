@@ -147,16 +147,25 @@ def test_status_never_moves_back(accepted):
 
 @pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
 @pytest.mark.parametrize("later", ["pending", "processing", "completed", "failed", "cancelled"])
-def test_final_status_never_changes(accepted, final, later, rec, django_capture_on_commit_callbacks):
+def test_final_status_never_changes(
+    accepted, final, later, rec, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        apply_payload(accepted, payload(final, 100 if final == "completed" else 10,
-                                        RESULTS if final == "completed" else None),
-                      source=EventSource.CALLBACK)
+        apply_payload(
+            accepted,
+            payload(
+                final,
+                100 if final == "completed" else 10,
+                RESULTS if final == "completed" else None,
+            ),
+            source=EventSource.CALLBACK,
+        )
     before = ImageTask.objects.get(pk=accepted.pk)
     rec.calls.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        r = apply_payload(accepted, payload(later, 100, ["https://x.test/other.png"]),
-                          source=EventSource.CALLBACK)
+        r = apply_payload(
+            accepted, payload(later, 100, ["https://x.test/other.png"]), source=EventSource.CALLBACK
+        )
     after = ImageTask.objects.get(pk=accepted.pk)
     assert after.status == before.status == final
     assert after.progress == before.progress
@@ -166,11 +175,14 @@ def test_final_status_never_changes(accepted, final, later, rec, django_capture_
     assert after.images.count() == (2 if final == "completed" else 0)
 
 
-def test_duplicate_completion_four_times_one_signal(accepted, rec, django_capture_on_commit_callbacks):
+def test_duplicate_completion_four_times_one_signal(
+    accepted, rec, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         outcomes = [
-            apply_payload(accepted, payload("completed", 100, RESULTS),
-                          source=EventSource.CALLBACK).outcome
+            apply_payload(
+                accepted, payload("completed", 100, RESULTS), source=EventSource.CALLBACK
+            ).outcome
             for _ in range(4)
         ]
     assert outcomes == ["applied", "unchanged", "unchanged", "unchanged"]
@@ -180,8 +192,11 @@ def test_duplicate_completion_four_times_one_signal(accepted, rec, django_captur
 
 
 def test_wrong_task_is_recorded_not_applied(accepted):
-    r = apply_payload(accepted, payload("completed", 100, RESULTS, evo_id="task-unified-other"),
-                      source=EventSource.CALLBACK)
+    r = apply_payload(
+        accepted,
+        payload("completed", 100, RESULTS, evo_id="task-unified-other"),
+        source=EventSource.CALLBACK,
+    )
     accepted.refresh_from_db()
     assert r.outcome == EventOutcome.WRONG_TASK
     assert accepted.status == Status.PENDING and accepted.images.count() == 0
@@ -282,8 +297,9 @@ SEQUENCE = [
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(len(SEQUENCE)))))
-def test_every_order_ends_in_the_furthest_state(accepted, order, rec,
-                                                django_capture_on_commit_callbacks):
+def test_every_order_ends_in_the_furthest_state(
+    accepted, order, rec, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         for i in order:
             apply_payload(accepted, SEQUENCE[i], source=EventSource.CALLBACK)
@@ -303,19 +319,22 @@ def test_two_threads_same_completion_postgres(rec):
     from django.db import close_old_connections
 
     for _round in range(10):
-        task = ImageTask.objects.create(model="wan2.5-image-to-image", prompt="p",
-                                        image_urls=["https://e.com/a.png"], n=2)
+        task = ImageTask.objects.create(
+            model="wan2.5-image-to-image", prompt="p", image_urls=["https://e.com/a.png"], n=2
+        )
         apply_payload(task, payload(evo_id=f"task-unified-{task.pk}"), source=EventSource.SUBMIT)
         rec.calls.clear()
         barrier = threading.Barrier(2)
         errors = []
 
-        def worker(task_id=task.pk):
+        def worker(task_id=task.pk, barrier=barrier, errors=errors):
             try:
                 barrier.wait()
-                apply_payload(task_id, payload("completed", 100, RESULTS,
-                                               evo_id=f"task-unified-{task_id}"),
-                              source=EventSource.CALLBACK)
+                apply_payload(
+                    task_id,
+                    payload("completed", 100, RESULTS, evo_id=f"task-unified-{task_id}"),
+                    source=EventSource.CALLBACK,
+                )
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
             finally:

@@ -26,8 +26,15 @@ valid_payload = st.builds(
 noise = st.one_of(
     st.none(),
     st.builds(lambda s: {"id": EVO_ID, "status": s, "progress": 5}, st.text(max_size=8)),
-    st.builds(lambda p: {"id": "task-unified-other", "status": "completed", "progress": p,
-                         "results": RESULTS}, st.integers(0, 100)),
+    st.builds(
+        lambda p: {
+            "id": "task-unified-other",
+            "status": "completed",
+            "progress": p,
+            "results": RESULTS,
+        },
+        st.integers(0, 100),
+    ),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
 )
 sources = st.sampled_from([EventSource.POLL, EventSource.CALLBACK, EventSource.REFRESH])
@@ -40,17 +47,27 @@ def _clean(body):
 
 
 @pytest.mark.django_db
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.one_of(valid_payload, valid_payload, valid_payload, noise), sources),
-                min_size=1, max_size=12))
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.tuples(st.one_of(valid_payload, valid_payload, valid_payload, noise), sources),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_any_sequence_ends_in_the_furthest_state(django_capture_on_commit_callbacks, sequence):
     # examples share one database transaction: give each its own Evolink id
     ImageTask.objects.filter(evolink_id=EVO_ID).delete()
-    task = ImageTask.objects.create(model="wan2.5-image-to-image", prompt="p",
-                                    image_urls=["https://e.com/a.png"], n=2)
-    apply_payload(task, {"id": EVO_ID, "status": "pending", "progress": 0},
-                  source=EventSource.SUBMIT)
+    task = ImageTask.objects.create(
+        model="wan2.5-image-to-image", prompt="p", image_urls=["https://e.com/a.png"], n=2
+    )
+    apply_payload(
+        task, {"id": EVO_ID, "status": "pending", "progress": 0}, source=EventSource.SUBMIT
+    )
     fired = []
 
     def on_change(sender, task, old_status, new_status, **kw):
@@ -69,16 +86,20 @@ def test_any_sequence_ends_in_the_furthest_state(django_capture_on_commit_callba
             for body, source in sequence:
                 body = _clean(body)
                 apply_payload(task, body, source=source)
-                if (isinstance(body, dict) and body.get("id") == EVO_ID
-                        and body.get("status") in STATUS_RANK and body["status"] != "queued"
-                        and isinstance(body.get("progress"), int)):
-                    if first_final is None:
-                        rank = STATUS_RANK[body["status"]]
-                        if rank >= best_rank:
-                            best_progress = max(best_progress, body["progress"])
-                        best_rank = max(best_rank, rank)
-                        if rank == 3:
-                            first_final = body["status"]
+                if (
+                    isinstance(body, dict)
+                    and body.get("id") == EVO_ID
+                    and body.get("status") in STATUS_RANK
+                    and body["status"] != "queued"
+                    and isinstance(body.get("progress"), int)
+                    and first_final is None
+                ):
+                    rank = STATUS_RANK[body["status"]]
+                    if rank >= best_rank:
+                        best_progress = max(best_progress, body["progress"])
+                    best_rank = max(best_rank, rank)
+                    if rank == 3:
+                        first_final = body["status"]
         task.refresh_from_db()
         assert STATUS_RANK[task.status] == best_rank
         if first_final:
