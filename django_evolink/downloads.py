@@ -5,7 +5,9 @@ worker, enqueued on commit when a task completes, and re-enqueued by the sweep w
 retry is due or a job was lost) stores each image once:
 
 - only ``http(s)``; every hop of a redirect is checked with :func:`netsafety.check_url`
-  (private/loopback addresses refused unless ``ALLOW_PRIVATE_URLS``); redirects are
+  (private/loopback addresses refused unless ``ALLOW_PRIVATE_URLS``), and the address
+  each connection actually reached is checked again before the request is sent (a name
+  that resolves to a private address only when connecting: DNS rebinding); redirects are
   followed by hand, at most :data:`MAX_REDIRECTS`;
 - streamed to a spooled temporary file (bounded memory), refused above
   ``DOWNLOAD_MAX_BYTES``; the content must decode with Pillow (width/height recorded);
@@ -38,6 +40,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import conf, netsafety, signals
 from .models import GeneratedImage, ImageTask, Status, result_upload_to
@@ -64,11 +69,66 @@ class DownloadError(Exception):
 # ----------------------------------------------------------------------------- fetching
 
 
+class PrivatePeerError(Exception):
+    """The connection reached a private address although the name was checked as public
+    (DNS rebinding between the check and the connection)."""
+
+
+class _PeerCheckMixin:
+    """Checks the address a connection actually reached, before anything is sent."""
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        if not conf.get("ALLOW_PRIVATE_URLS"):
+            try:
+                peer = sock.getpeername()[0]
+            except OSError:
+                peer = ""
+            if netsafety.is_private_address(str(peer)):
+                sock.close()
+                raise PrivatePeerError(peer)
+        return sock
+
+
+class _CheckedHTTPConnection(_PeerCheckMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_PeerCheckMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class PeerCheckingAdapter(HTTPAdapter):
+    """A requests adapter whose direct connections refuse private peers (a proxy the
+    site configured, e.g. HTTPS_PROXY, is the site's own egress choice and is not checked)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool, "https": _CheckedHTTPSPool,
+        }
+
+
 def _get(session: requests.Session, url: str) -> requests.Response:
     timeout = (float(conf.get("CONNECT_TIMEOUT")), float(conf.get("DOWNLOAD_TIMEOUT")))
     try:
         return session.get(url, stream=True, allow_redirects=False, timeout=timeout,
                            headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
+    except PrivatePeerError:
+        raise DownloadError(
+            gettext("Refused to download: %(why)s")
+            % {"why": gettext("the host resolved to a private or loopback address when "
+                              "connecting (DNS rebinding).")},
+            permanent=True,
+        )
     except requests.RequestException as exc:
         raise DownloadError(
             gettext("The download failed (%(error)s).") % {"error": type(exc).__name__},
@@ -125,6 +185,8 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
 
     max_bytes = int(conf.get("DOWNLOAD_MAX_BYTES"))
     with requests.Session() as session:
+        session.mount("http://", PeerCheckingAdapter())
+        session.mount("https://", PeerCheckingAdapter())
         for _hop in range(MAX_REDIRECTS + 1):
             problem = netsafety.check_url(url, schemes=("http", "https"))
             if problem:
