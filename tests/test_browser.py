@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +25,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-SCREENSHOTS = ROOT / "docs" / "_static" / "screenshots"
+# Screenshots go to a scratch folder, so a test run leaves the work tree clean; set
+# EVOLINK_UPDATE_SCREENSHOTS=1 to refresh the ones the docs show.
+SCREENSHOTS = (
+    ROOT / "docs" / "_static" / "screenshots"
+    if os.environ.get("EVOLINK_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "django-evolink-screenshots"
+)
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
