@@ -78,7 +78,19 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.path.join(tempfile.gettempdir(), "django_evolink_tests.sqlite3"),
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
+            # A file, not Django's shared-cache in-memory default: live-server threads,
+            # inline django-q2 work and the test then wait on each other's locks (busy
+            # timeout) instead of failing with "database table is locked".
+            "TEST": {
+                "NAME": os.path.join(
+                    tempfile.gettempdir(), f"django_evolink_test_{os.getpid()}.sqlite3"
+                )
+            },
         }
     }
 
