@@ -18,6 +18,7 @@ decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -94,7 +95,12 @@ class ApplyResult:
 def _int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value != int(value)
+    ):
         raise PayloadError(EventOutcome.MALFORMED, f"{name} must be an integer")
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -173,6 +179,30 @@ def parse_payload(payload: Any) -> Update:
     return update
 
 
+def storable(value: Any, _depth: int = 0) -> Any:
+    """``value`` as JSON every database stores: NUL characters and lone surrogates in
+    strings become U+FFFD, ``NaN``/``Infinity`` become strings, nesting is capped.
+
+    PostgreSQL's jsonb refuses ``\\u0000`` and ``NaN``; a delivery must still be
+    recorded (and then refused as malformed), never lost to a database error.
+    """
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            value = "".join(
+                "\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in value
+            )
+        return value
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if _depth > 64:
+        return "[nested too deep]"
+    if isinstance(value, dict):
+        return {storable(str(k), _depth + 1): storable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v, _depth + 1) for v in value]
+    return value
+
+
 def record_event(
     task: ImageTask | Any,
     source: str,
@@ -187,7 +217,7 @@ def record_event(
     return TaskEvent.objects.create(
         task_id=task_id,
         source=source,
-        payload=payload,
+        payload=storable(payload),
         headers=headers or {},
         remote_addr=remote_addr,
         note=note,

@@ -1,6 +1,7 @@
 """The one transition function under every order of events."""
 
 import itertools
+import json
 import threading
 from decimal import Decimal
 
@@ -350,3 +351,24 @@ def test_two_threads_same_completion_postgres(rec):
         assert GeneratedImage.objects.filter(task=task).count() == 2
         assert TaskEvent.objects.filter(task=task, source="callback").count() == 2
         assert TaskEvent.objects.filter(task=task, source="callback", changed=True).count() == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"id": EVO_ID, "status": "\x00"},
+        {"id": EVO_ID + "\x00", "status": "pending"},
+        {"id": EVO_ID, "status": "pending", "progress": float("nan")},
+        {"id": EVO_ID, "status": "pending", "usage": {"credits_reserved": float("inf")}},
+        {"id": EVO_ID, "status": "pending", "note": "\ud800"},
+    ],
+)
+def test_payloads_a_database_cannot_store_are_still_recorded(accepted, bad):
+    """PostgreSQL's jsonb refuses NUL, lone surrogates and NaN: record them sanitised."""
+    r = apply_payload(accepted, bad, source=EventSource.POLL)
+    accepted.refresh_from_db()
+    assert accepted.status == Status.PENDING
+    assert r.outcome in (EventOutcome.MALFORMED, EventOutcome.UNKNOWN_STATUS,
+                         EventOutcome.WRONG_TASK, EventOutcome.UNCHANGED)
+    stored = TaskEvent.objects.get(pk=r.event.pk).payload
+    assert "\x00" not in json.dumps(stored)
