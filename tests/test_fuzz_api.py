@@ -8,7 +8,8 @@ from django_evolink.models import ImageTask
 from tests.helpers_api import LIST_URL, PUBLIC_IMAGE, create_calls, image_bytes, upload
 
 pytest_plugins = ["tests.helpers_api_fixtures"]
-pytestmark = [pytest.mark.django_db]
+# the create throttle counts per user id in the cache, and SQLite reuses ids: start clean
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_hashing", "clear_cache")]
 
 
 @pytest.mark.parametrize(

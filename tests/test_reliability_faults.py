@@ -118,6 +118,7 @@ def fault_settings(settings, evolink_emulator):
     settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_MIN_INTERVAL": 5.0,
                         "POLL_MAX_INTERVAL": 300.0, "POLL_CONCURRENCY": 4,
                         "RETRY_MAX_WAIT": 0.05}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return settings
 
 

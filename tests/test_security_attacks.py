@@ -27,7 +27,8 @@ from tests.helpers_api import (
 )
 
 pytest_plugins = ["tests.helpers_api_fixtures"]
-pytestmark = [pytest.mark.django_db]
+# the create throttle counts per user id in the cache, and SQLite reuses ids: start clean
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_hashing", "clear_cache")]
 
 
 def post_callback(raw: str, body) -> object:

@@ -20,7 +20,8 @@ from django_evolink.models import ImageTask
 from tests.helpers_api import LIST_URL, image_bytes, upload, upload_calls
 
 pytest_plugins = ["tests.helpers_api_fixtures"]
-pytestmark = [pytest.mark.django_db]
+# the create throttle counts per user id in the cache, and SQLite reuses ids: start clean
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_hashing", "clear_cache")]
 
 STORED_NAME = re.compile(r"^evolink/inputs/\d{4}/\d{2}/\d{2}/[0-9a-f]{32}\.(png|jpg|bmp|webp)$")
 
