@@ -463,3 +463,63 @@ def test_database_unavailable_while_applying_a_callback_evolinks_retry_succeeds(
                                                note__startswith="callback delivery")
                       .order_by("received_at", "id"))
     assert [e.outcome for e in deliveries] == [EventOutcome.ERROR, EventOutcome.UNCHANGED]
+
+
+@pytest.mark.django_db
+def test_a_download_cut_mid_body_is_retried_and_stored_once(settings, monkeypatch,
+                                                           django_capture_on_commit_callbacks):
+    """The image server closes the connection half-way through the body once: the attempt
+    is a transient failure, retried after the backoff, and the image is stored once."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from django_evolink import downloads
+
+    settings.EVOLINK = {**settings.EVOLINK, "ALLOW_PRIVATE_URLS": True}
+    monkeypatch.setattr("django_evolink.tasks.enqueue_downloads", lambda pk: None)
+    png = make_image_bytes(600, 600)
+    served = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            if len(served) == 1:
+                self.wfile.write(png[: len(png) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(png)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                     daemon=True).start()
+    try:
+        task, _ = make_task(status=Status.COMPLETED)
+        image = GeneratedImage.objects.create(
+            task=task, index=0, source_url=f"http://127.0.0.1:{httpd.server_address[1]}/0.png",
+            next_download_at=timezone.now())
+        with SignalCounter() as seen:
+            assert downloads.download_image(image) == "retry"
+            image.refresh_from_db()
+            assert not image.file and image.download_attempts == 1 and not image.download_error
+            assert downloads.download_image(image) == "busy"  # not before its retry time
+            clock = SharedClock(monkeypatch)
+            clock.advance((image.next_download_at - clock.now).total_seconds() + 1)
+            with django_capture_on_commit_callbacks(execute=True):
+                assert downloads.download_task_images(task.pk)["stored"] == 1
+                assert downloads.download_task_images(task.pk)["already"] == 1  # not repeated
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    image.refresh_from_db()
+    assert image.download_attempts == 2 and image.width == 600 and len(served) == 2
+    with image.file.open("rb") as fh:
+        assert fh.read() == png
+    assert seen.of("task_images_stored") == Counter({task.pk: 1})
