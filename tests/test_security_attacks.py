@@ -158,3 +158,43 @@ def test_session_posts_without_the_csrf_token_are_refused_and_send_nothing(user,
     created = client.post(LIST_URL, body, content_type="application/json",
                           HTTP_X_CSRFTOKEN=token)
     assert created.status_code == 201
+
+
+# ------------------------------------------------------------ stored XSS in the admin
+
+XSS = "<script>alert('xss')</script>"
+
+
+def test_attacker_controlled_text_is_escaped_on_every_admin_page(staff_user, settings):
+    """Prompts, image URLs, callback bodies and headers, and Evolink error messages are
+    shown in the admin: each is escaped."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    task, raw = make_task(evolink_id="task-unified-1-xss", status="processing")
+    ImageTask.objects.filter(pk=task.pk).update(
+        prompt=f"a cat {XSS}", image_urls=[f"https://93.184.215.14/{XSS}.png"])
+    failed, _ = make_task(evolink_id="task-unified-2-xss", status="failed",
+                          error_code=XSS[:60], error_message=f"Evolink says {XSS}")
+    Client().post(callback_path(raw), json.dumps({"id": XSS, "status": XSS, "note": XSS}),
+                  content_type="application/json", HTTP_USER_AGENT=XSS, HTTP_X_EXTRA=XSS)
+    Client().post(callback_path(raw), f"not json {XSS}", content_type="text/html")
+    GeneratedImage.objects.create(task=task, index=0,
+                                  source_url=f"https://93.184.215.14/{XSS}.png")
+    admin = Client()
+    admin.force_login(staff_user)
+    pages = ["/admin/django_evolink/imagetask/",
+             f"/admin/django_evolink/imagetask/{task.pk}/change/",
+             f"/admin/django_evolink/imagetask/{failed.pk}/change/",
+             "/admin/django_evolink/taskevent/",
+             "/admin/django_evolink/generatedimage/"]
+    pages += [f"/admin/django_evolink/taskevent/{e.pk}/change/"
+              for e in TaskEvent.objects.all()]
+    pages += [f"/admin/django_evolink/generatedimage/{i.pk}/change/"
+              for i in GeneratedImage.objects.all()]
+    assert TaskEvent.objects.count() == 2
+    shown_escaped = 0
+    for url in pages:
+        page = admin.get(url)
+        assert page.status_code == 200, url
+        assert XSS.encode() not in page.content, url
+        shown_escaped += b"&lt;script&gt;alert(" in page.content
+    assert shown_escaped >= 5  # the text is on the pages, escaped
