@@ -342,6 +342,29 @@ class ModelNameFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LocalErrorFilter(admin.SimpleListFilter):
+    """Failed tasks by the local decision that failed them; fixed choices (no table scan).
+
+    ``outcome_unknown`` is the one an operator must act on: the create was sent, its
+    answer was lost, and Evolink may have made and billed the task (see docs/reliability.md).
+    """
+
+    title = _("local error")
+    parameter_name = "error_code"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
+        return [
+            ("outcome_unknown", _("Outcome unknown: check the Evolink dashboard")),
+            ("timeout", _("Timed out")),
+            ("not_found_error", _("Unknown to Evolink")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(error_code=self.value())
+        return queryset
+
+
 class TaskUserFilter(admin.RelatedFieldListFilter):
     """Filter by user; offers only users who have tasks, at most ``max_choices`` of them.
 
@@ -556,6 +579,7 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
     list_display_links = ("short_id",)
     list_filter = (
         "status",
+        LocalErrorFilter,
         ModelNameFilter,
         "created_at",
         ("user", TaskUserFilter),

@@ -304,6 +304,13 @@ def test_a_lost_create_answer_is_never_resent_and_is_visible_to_the_operator(
     assert page.status_code == 200 and b"outcome_unknown" in page.content
     listing = client.get("/admin/django_evolink/imagetask/?status__exact=failed")
     assert listing.status_code == 200 and str(task.pk)[:8].encode() in listing.content
+    # ... and can list exactly the tasks to reconcile
+    ok = ImageTask.objects.create(model=task.model, prompt="fine", image_urls=[url],
+                                  status=Status.FAILED, error_code="timeout")
+    unknown = client.get("/admin/django_evolink/imagetask/?error_code=outcome_unknown")
+    assert unknown.status_code == 200 and b"Outcome unknown" in unknown.content
+    assert str(task.pk)[:8].encode() in unknown.content
+    assert str(ok.pk)[:8].encode() not in unknown.content
     events = client.get("/admin/django_evolink/taskevent/?q=answer+was+lost")
     assert events.status_code == 200 and b"Submit answer" in events.content
     # credits: Evolink made and billed the task; the one charge we cannot attribute is
