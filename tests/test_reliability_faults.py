@@ -15,7 +15,7 @@ import time
 from collections import Counter
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 
@@ -415,10 +415,6 @@ def wait_final(tasks, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-@pytest.mark.skipif(connection.vendor != "postgresql",
-                    reason="concurrent deliveries need real row locks; the test database of "
-                           "SQLite (shared in-memory) answers 'database table is locked'")
 @pytest.mark.django_db(transaction=True)
 def test_callbacks_duplicated_four_times_and_reordered(evolink_emulator, live_callbacks):
     emu = evolink_emulator
