@@ -9,9 +9,11 @@ views, has a fixed :meth:`CallbackView.post` and keeps the authentication apart 
 1. **authenticate**: the token's hash finds the task (an indexed lookup) and is
    compared in constant time; an unknown token answers 404 and records nothing;
 2. **record**: the delivery is stored as a :class:`~django_evolink.models.TaskEvent`
-   (body, headers with secrets redacted, remote address) in its own write, before
-   anything is applied, so it survives any later failure (the view is not wrapped in
-   ``ATOMIC_REQUESTS``);
+   (body, headers with secrets redacted, remote address) before anything is applied, so
+   it survives any later failure (the view is not wrapped in ``ATOMIC_REQUESTS``): in
+   its own write when the task is re-fetched; with a trusted body by the transaction
+   that applies it (alone, as ``error``, when the apply fails), and answered only after
+   that commit;
 3. **check**: a body that is not a task object, or is about another task, answers 400
    and changes nothing (the event keeps its outcome);
 4. **apply**: by default (``TRUST_CALLBACK_BODY = False``) the body is only a hint:
@@ -46,7 +48,14 @@ from django.views.decorators.csrf import csrf_exempt
 from . import conf, tokens
 from .exceptions import EvolinkError, redact
 from .models import STATUS_RANK, EventOutcome, EventSource, ImageTask, TaskEvent
-from .transitions import PayloadError, apply_payload, parse_payload, record_event
+from .transitions import (
+    PayloadError,
+    Update,
+    apply_payload,
+    finish_event,
+    parse_payload,
+    record_event,
+)
 
 logger = logging.getLogger("django_evolink.callbacks")
 
@@ -117,11 +126,15 @@ class CallbackView(CallbackTokenMixin, View):
         except Http404:
             return self.answer(404, {"detail": "Unknown callback URL."})
         body, parsed = self.parse_body(request)
-        event = record_event(
-            task, EventSource.CALLBACK, body,
-            headers=redact_headers(request.headers), remote_addr=client_address(request),
-            note="callback delivery",
-        )
+        headers, remote_addr = redact_headers(request.headers), client_address(request)
+        trusted = bool(conf.get("TRUST_CALLBACK_BODY"))
+        # Re-fetch mode: the delivery is committed on its own first (no transaction is
+        # held open while Evolink is asked). Trusted body: the event is inserted, with
+        # its outcome, by the transaction that applies it (or alone when the body is
+        # refused or the apply fails); either way before the answer is sent, so every
+        # acknowledged delivery is recorded.
+        event = record_event(task, EventSource.CALLBACK, body, headers=headers,
+                             remote_addr=remote_addr, note="callback delivery", defer=trusted)
         problem = self.check_body(task, parsed)
         if problem is not None:
             outcome, message = problem
@@ -131,6 +144,8 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(400, {"detail": message, "outcome": outcome})
         try:
             outcome = self.apply(task, parsed, event)
+            if event.pk is None:  # an overridden apply() did not record it
+                finish_event(event, outcome=outcome)
         except EvolinkError as exc:
             self.after_failure(task, event, f"re-fetch failed: {exc}")
             return self.answer(
@@ -176,7 +191,7 @@ class CallbackView(CallbackTokenMixin, View):
         if parsed is None:
             return EventOutcome.MALFORMED, "The body is not JSON."
         try:
-            update = parse_payload(parsed)
+            update = self.parse_update(parsed)
         except PayloadError as exc:
             if exc.outcome != EventOutcome.UNKNOWN_STATUS:
                 return exc.outcome, f"The body is not a task object: {exc}."
@@ -187,11 +202,30 @@ class CallbackView(CallbackTokenMixin, View):
             return EventOutcome.WRONG_TASK, "The body is about another task."
         return None
 
+    def parse_update(self, body: Any) -> Update:
+        """:func:`~django_evolink.transitions.parse_payload` of ``body``, parsed once per
+        request (the check, the hint and the apply share it); raises PayloadError."""
+        cached = getattr(self, "_parsed", None)
+        if cached is None or cached[0] is not body:
+            try:
+                cached = (body, parse_payload(body))
+            except PayloadError as exc:
+                cached = (body, exc)
+            self._parsed = cached
+        if isinstance(cached[1], PayloadError):
+            raise cached[1]
+        return cached[1]
+
     def apply(self, task: ImageTask, body: dict[str, Any], event: TaskEvent) -> str:
         """Apply a delivery that is a task object for ``task``; return its outcome."""
         before = task.status
         if conf.get("TRUST_CALLBACK_BODY"):
-            result = apply_payload(task, body, source=EventSource.CALLBACK, event=event)
+            try:
+                update = self.parse_update(body)
+            except PayloadError:
+                update = None  # recorded as such by apply_payload
+            result = apply_payload(task, body, source=EventSource.CALLBACK, event=event,
+                                   update=update)
             return result.outcome
         hint = self.classify_hint(task, body)
         if task.is_final:
@@ -218,7 +252,7 @@ class CallbackView(CallbackTokenMixin, View):
     def classify_hint(self, task: ImageTask, body: dict[str, Any]) -> str:
         """What the body alone is, compared with the task: unknown status, stale, unchanged."""
         try:
-            update = parse_payload(body)
+            update = self.parse_update(body)
         except PayloadError as exc:
             return exc.outcome
         if task.is_final:
@@ -230,15 +264,18 @@ class CallbackView(CallbackTokenMixin, View):
     def set_outcome(self, event: TaskEvent, outcome: str, note: str, before: str,
                     after: str) -> None:
         """Store what became of a delivery that was not applied itself."""
-        TaskEvent.objects.filter(pk=event.pk).update(
-            outcome=outcome, changed=False, status_before=before, status_after=after,
+        finish_event(
+            event, outcome=outcome, changed=False, status_before=before, status_after=after,
             note=(event.note + "\n" + note).strip(),
         )
 
     def after_failure(self, task: ImageTask, event: TaskEvent, message: str) -> None:
         """Keep the delivery, mark it failed, and make the task due for polling now."""
-        TaskEvent.objects.filter(pk=event.pk).update(
-            outcome=EventOutcome.ERROR, note=(event.note + "\n" + redact(message)).strip()[:2000]
+        if event.pk is not None and not TaskEvent.objects.filter(pk=event.pk).exists():
+            event.pk = None  # a deferred event whose insert was rolled back
+        finish_event(
+            event, outcome=EventOutcome.ERROR,
+            note=("callback delivery\n" + redact(message)).strip()[:2000],
         )
         ImageTask.objects.filter(pk=task.pk).exclude(status__in=["completed", "failed",
                                                                  "cancelled"]).update(

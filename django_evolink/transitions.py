@@ -4,8 +4,10 @@ Submit answers, poll answers, refreshes, callbacks, admin re-applies and local
 decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
 :func:`fail_task`. Each call
 
-1. records a :class:`TaskEvent` first, in its own write, so the delivery survives
-   even when applying it fails;
+1. records a :class:`TaskEvent` and applies it in one transaction (one commit per
+   delivery; nothing is acknowledged before it): an apply that fails is rolled back as
+   a whole and the event is recorded again on its own, with the outcome ``error``,
+   before the exception is re-raised, so the delivery survives the failure;
 2. locks the task row (``select_for_update``), checks the payload belongs to the
    task and is well-formed;
 3. only moves forward: queued < pending < processing < final; progress never
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -211,17 +214,22 @@ def record_event(
     headers: dict | None = None,
     remote_addr: str | None = None,
     note: str = "",
+    defer: bool = False,
 ) -> TaskEvent:
-    """Store a delivery before anything is applied."""
+    """Store a delivery before anything is applied.
+
+    ``defer=True``: return the event unsaved; :func:`apply_payload` (given it as
+    ``event``) inserts it, with its outcome, in the transaction that applies it, so it is
+    committed exactly when the apply is (and recorded alone, as ``error``, when the
+    apply fails). The caller must not acknowledge the delivery before that.
+    """
     task_id = task.pk if isinstance(task, ImageTask) else task
-    return TaskEvent.objects.create(
-        task_id=task_id,
-        source=source,
-        payload=storable(payload),
-        headers=headers or {},
-        remote_addr=remote_addr,
-        note=note,
+    event = _new_event(
+        task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
     )
+    if not defer:
+        event.save(force_insert=True)
+    return event
 
 
 def _merge(task: ImageTask, update: Update, now) -> tuple[str, list[str]]:
@@ -299,6 +307,38 @@ def _after_commit(task: ImageTask, old: str, new: str) -> None:
         transaction.on_commit(lambda: background.enqueue_downloads(task.pk), robust=True)
 
 
+def _new_event(
+    task_id: Any,
+    source: str,
+    payload: Any,
+    *,
+    headers: dict | None = None,
+    remote_addr: str | None = None,
+    note: str = "",
+) -> TaskEvent:
+    """The event of a delivery, not saved yet: :func:`finish_event` inserts it together
+    with its outcome, in the transaction that applies it (one statement, not two)."""
+    return TaskEvent(
+        task_id=task_id,
+        source=source,
+        payload=storable(payload),
+        headers=headers or {},
+        remote_addr=remote_addr,
+        note=note,
+    )
+
+
+def finish_event(event: TaskEvent, **values: Any) -> None:
+    """Store the outcome of ``event``: insert it when it is new (deferred), update it
+    otherwise."""
+    for name, value in values.items():
+        setattr(event, name, value)
+    if event.pk is None:
+        event.save(force_insert=True)
+    else:
+        TaskEvent.objects.filter(pk=event.pk).update(**values)
+
+
 def _apply(
     task_id: Any,
     update: Update | None,
@@ -306,91 +346,132 @@ def _apply(
     source: str,
     error: PayloadError | None = None,
 ) -> ApplyResult:
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            task = ImageTask.objects.select_for_update().get(pk=task_id)
-            old = task.status
-            if error is not None:
-                outcome, fields = error.outcome, []
-                note = str(error)
-            elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
-                if task.evolink_id is None and source == EventSource.SUBMIT:
-                    task.evolink_id = update.evolink_id
-                    outcome, fields = _merge(task, update, now)
-                    fields = ["evolink_id", *fields]
-                    note = ""
-                else:
-                    outcome, fields, note = (
-                        EventOutcome.WRONG_TASK,
-                        [],
-                        (f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"),
-                    )
-            else:
-                outcome, fields = _merge(task, update, now)
-                note = ""
-            if source == EventSource.CALLBACK and outcome in (
-                EventOutcome.APPLIED,
-                EventOutcome.UNCHANGED,
-                EventOutcome.STALE,
-            ):
-                task.callback_received_at = now
-                fields.append("callback_received_at")
-            if fields:
-                outcome = (
-                    EventOutcome.APPLIED
-                    if outcome == EventOutcome.UNCHANGED
-                    and any(f != "callback_received_at" for f in fields)
-                    else outcome
-                )
-                if "evolink_id" in fields and task.submitted_at is None:
-                    task.submitted_at = now
-                    fields.append("submitted_at")
-                if (
-                    task.status not in FINAL_STATUSES
-                    and task.next_poll_at is None
-                    and task.evolink_id
-                ):
-                    from .polling import first_poll_at
+    """Lock the task, merge ``update`` forward-only, save it and store the event's outcome.
 
-                    task.next_poll_at = first_poll_at(task, now)
-                    fields.append("next_poll_at")
-                task.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
-            if (
-                task.status == Status.COMPLETED
-                and old != Status.COMPLETED
-                and update
-                and update.results
-            ):
-                _record_images(task, update.results, now)
-            changed = outcome == EventOutcome.APPLIED
-            TaskEvent.objects.filter(pk=event.pk).update(
-                outcome=outcome,
-                changed=changed,
-                status_before=old,
-                status_after=task.status,
-                note=(event.note + "\n" + note).strip() if note else event.note,
+    Runs inside the caller's transaction (see :func:`_record_and_apply`) and raises when
+    anything fails; the caller rolls back and records the delivery as ``error``.
+    """
+    now = timezone.now()
+    task = ImageTask.objects.select_for_update().get(pk=task_id)
+    old = task.status
+    if error is not None:
+        outcome, fields = error.outcome, []
+        note = str(error)
+    elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
+        if task.evolink_id is None and source == EventSource.SUBMIT:
+            task.evolink_id = update.evolink_id
+            outcome, fields = _merge(task, update, now)
+            fields = ["evolink_id", *fields]
+            note = ""
+        else:
+            outcome, fields, note = (
+                EventOutcome.WRONG_TASK,
+                [],
+                (f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"),
             )
-            if task.status != old:
-                _after_commit(task, old, task.status)
-    except IntegrityError as exc:
-        # another task already carries this Evolink id: not ours
-        TaskEvent.objects.filter(pk=event.pk).update(
-            outcome=EventOutcome.WRONG_TASK, note=f"{type(exc).__name__}: evolink id already used"
+    else:
+        outcome, fields = _merge(task, update, now)
+        note = ""
+    if source == EventSource.CALLBACK and outcome in (
+        EventOutcome.APPLIED,
+        EventOutcome.UNCHANGED,
+        EventOutcome.STALE,
+    ):
+        task.callback_received_at = now
+        fields.append("callback_received_at")
+    if fields:
+        outcome = (
+            EventOutcome.APPLIED
+            if outcome == EventOutcome.UNCHANGED
+            and any(f != "callback_received_at" for f in fields)
+            else outcome
         )
-        task = ImageTask.objects.get(pk=task_id)
-        return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, task.status, task.status)
-    except Exception as exc:
-        TaskEvent.objects.filter(pk=event.pk).update(
-            outcome=EventOutcome.ERROR, note=f"{type(exc).__name__}: {exc}"[:2000]
-        )
-        logger.exception("Applying event %s to task %s failed", event.pk, task_id)
-        raise
-    event.outcome, event.changed = outcome, changed
-    event.status_before, event.status_after = old, task.status
+        if "evolink_id" in fields and task.submitted_at is None:
+            task.submitted_at = now
+            fields.append("submitted_at")
+        if task.status not in FINAL_STATUSES and task.next_poll_at is None and task.evolink_id:
+            from .polling import first_poll_at
+
+            task.next_poll_at = first_poll_at(task, now)
+            fields.append("next_poll_at")
+        update_fields = [*dict.fromkeys(fields), "updated_at"]
+        if "evolink_id" in fields:
+            # the submit answer: another task may already carry this Evolink id (unique)
+            try:
+                with transaction.atomic():
+                    task.save(update_fields=update_fields)
+            except IntegrityError as exc:
+                finish_event(
+                    event,
+                    outcome=EventOutcome.WRONG_TASK,
+                    changed=False,
+                    status_before=old,
+                    status_after=old,
+                    note=f"{type(exc).__name__}: evolink id already used",
+                )
+                task = ImageTask.objects.get(pk=task_id)
+                return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, old, old)
+        else:
+            task.save(update_fields=update_fields)
+    if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
+        _record_images(task, update.results, now)
+    changed = outcome == EventOutcome.APPLIED
+    finish_event(
+        event,
+        outcome=outcome,
+        changed=changed,
+        status_before=old,
+        status_after=task.status,
+        note=(event.note + "\n" + note).strip() if note else event.note,
+    )
+    if task.status != old:
+        _after_commit(task, old, task.status)
     if changed or outcome not in (EventOutcome.UNCHANGED,):
         logger.info("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status, outcome)
     return ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
+
+
+def _record_and_apply(
+    task_id: Any,
+    update: Update | None,
+    error: PayloadError | None,
+    source: str,
+    event: TaskEvent,
+    then: Callable[[ApplyResult], None] | None = None,
+) -> ApplyResult:
+    """Record ``event`` and apply it in one transaction (a savepoint inside a caller's).
+
+    When anything fails, that transaction is rolled back as a whole - nothing of the
+    apply is half-written - and the delivery is recorded again on its own with the
+    outcome ``error`` before the exception is re-raised. Signals and download jobs are
+    registered with ``on_commit`` inside it, so they run once, after the commit, and
+    never for a rolled-back apply.
+    """
+    new, base_note = event.pk is None, event.note
+    try:
+        with transaction.atomic():
+            result = _apply(task_id, update, event, source, error)
+            if then is not None:
+                then(result)
+    except Exception as exc:
+        logger.exception("Applying a %s event to task %s failed", source, task_id)
+        try:
+            with transaction.atomic():
+                if new:
+                    event.pk = None  # its insert, if any, was rolled back with the apply
+                finish_event(
+                    event,
+                    outcome=EventOutcome.ERROR,
+                    changed=False,
+                    status_before="",
+                    status_after="",
+                    note=(base_note + "\n" + f"{type(exc).__name__}: {exc}").strip()[:2000],
+                )
+        except Exception:  # e.g. the database is gone: the caller's exception says why
+            logger.exception("The failed %s event of task %s could not be recorded",
+                             source, task_id)
+        raise
+    return result
 
 
 def apply_payload(
@@ -402,23 +483,35 @@ def apply_payload(
     remote_addr: str | None = None,
     note: str = "",
     event: TaskEvent | None = None,
+    update: Update | None = None,
+    then: Callable[[ApplyResult], None] | None = None,
 ) -> ApplyResult:
     """Record ``payload`` as an event of ``task``, then apply it forward-only.
 
     ``task`` is an :class:`ImageTask` or its primary key. Returns an
     :class:`ApplyResult`; malformed payloads, payloads of another task, stale and
     duplicate payloads are recorded and reported in ``outcome``, never raised.
+
+    The event and the apply are one transaction, committed together (or, inside a
+    caller's transaction, one savepoint); when the apply fails the event is still
+    recorded, with the outcome ``error``, and the exception re-raised. ``event``: the
+    delivery already recorded by the caller. ``update``: ``payload`` already parsed by
+    the caller (:func:`parse_payload`), so it is not parsed twice. ``then``: called with
+    the result inside the same transaction, the task row still locked, for writes that
+    must commit together with the apply (the sweep's lease-fenced schedule).
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
+    error = None
+    if update is None:
+        try:
+            update = parse_payload(payload)
+        except PayloadError as exc:
+            error = exc
     if event is None:
-        event = record_event(
+        event = _new_event(
             task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
         )
-    try:
-        update, error = parse_payload(payload), None
-    except PayloadError as exc:
-        update, error = None, exc
-    result = _apply(task_id, update, event, source, error)
+    result = _record_and_apply(task_id, update, error, source, event, then)
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
@@ -440,9 +533,9 @@ def fail_task(
     task_id = task.pk if isinstance(task, ImageTask) else task
     if payload is None:
         payload = {"status": status, "error": {"code": code, "message": message}, "local": True}
-    event = record_event(task_id, source, payload, note=message[:500])
+    event = _new_event(task_id, source, payload, note=message[:500])
     update = Update(status=status, error_code=code[:64], error_message=message)
-    result = _apply(task_id, update, event, source)
+    result = _record_and_apply(task_id, update, None, source, event)
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
