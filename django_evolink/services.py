@@ -51,17 +51,27 @@ def create_task(
     task is available as ``exc.task``.
     """
     cleaned = catalogue.validate_request(prompt=prompt, image_urls=image_urls, n=n, model=model)
-    task = ImageTask.objects.create(
-        user=user if getattr(user, "is_authenticated", False) or user is None else None,
-        input_files=list(input_files or []),
-        **cleaned,
-    )
+    user = user if getattr(user, "is_authenticated", False) or user is None else None
     if conf.get("ASYNC_SUBMIT"):
+        task = ImageTask.objects.create(
+            user=user, input_files=list(input_files or []), **cleaned
+        )
         from . import tasks as background
 
         transaction.on_commit(lambda: background.enqueue_submit(task.pk))
         return task
-    submit_task(task)
+    # Submitted now: the row is inserted already claimed (submit_started_at set, the
+    # callback token's hash stored), the same state _claim_for_submit leaves, in one
+    # write before anything is sent. No other worker can claim it.
+    raw_token, token_hash = tokens.new_token()
+    task = ImageTask.objects.create(
+        user=user,
+        input_files=list(input_files or []),
+        submit_started_at=timezone.now(),
+        callback_token_hash=token_hash,
+        **cleaned,
+    )
+    _send(task, raw_token)
     return task
 
 
@@ -86,6 +96,11 @@ def submit_task(task: ImageTask) -> ImageTask:
     raw_token, token_hash = tokens.new_token()
     ImageTask.objects.filter(pk=task.pk).update(callback_token_hash=token_hash)
     task.callback_token_hash = token_hash
+    return _send(task, raw_token)
+
+
+def _send(task: ImageTask, raw_token: str) -> ImageTask:
+    """POST the claimed ``task`` to Evolink and apply the answer (or the refusal)."""
     try:
         answer = get_client().create_image_task(
             model=task.model,
