@@ -110,10 +110,16 @@ def counted(results: dict, key: str, barrier: threading.Barrier | None = None) -
 
 
 def per_batch(marks: list[int], claimed: int, batch: int) -> dict:
-    """Statements of each full batch (between two claims; the last claim finds nothing)."""
+    """Statements between two claims, for the full batches (the last claim finds nothing).
+
+    The sweep is pipelined: it claims batch N+1 (and starts its status requests) before
+    it writes the answers of batch N, so the span from one claim to the next is the claim
+    of batch N+1 plus the writes of batch N. The first span (the first claim alone) is
+    left out; every other span of a full batch must be the same.
+    """
     spans = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     full = claimed // batch
-    full_spans = spans[:full]
+    full_spans = spans[1:full]
     return {"full_batches": full, "per_batch_min": min(full_spans) if full_spans else None,
             "per_batch_max": max(full_spans) if full_spans else None}
 

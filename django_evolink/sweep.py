@@ -49,7 +49,7 @@ from .models import (
     ImageTask,
     Status,
 )
-from .transitions import apply_payload, fail_task
+from .transitions import ApplyResult, apply_payload, fail_task
 
 logger = logging.getLogger("django_evolink.sweep")
 
@@ -209,27 +209,37 @@ def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         return
     if kind == "ok":
         counts["polled"] += 1
-        result = apply_payload(task, value, source=EventSource.POLL)
+        timed_out: list[bool] = []
+
+        def write_schedule(result: ApplyResult) -> None:
+            # Runs in apply_payload's transaction, the row still locked: the answer, its
+            # event and the lease-fenced schedule are committed together (one commit).
+            task = result.task
+            if task.is_final:
+                _release(task, token, now, next_at=None, error=False)
+                return
+            usable = result.outcome in (EventOutcome.APPLIED, EventOutcome.UNCHANGED)
+            past_grace = now >= polling.task_deadline(task) + polling.timeout_grace()
+            if polling.is_past_deadline(task, now) and (usable or past_grace):
+                _release(task, token, now, next_at=None, error=False)
+                timed_out.append(True)
+                return
+            _release(task, token, now, error=not usable,
+                      next_at=polling.next_poll_at(task, now, attempt=task.poll_count + 1))
+
+        result = apply_payload(task, value, source=EventSource.POLL, then=write_schedule)
         task = result.task
         if result.changed:
             counts["changed"] += 1
         if task.is_final:
             if result.status_changed:
                 _count_final(task, counts)
-            _release(task, token, now, next_at=None, error=False)
             return
-        usable = result.outcome in (EventOutcome.APPLIED, EventOutcome.UNCHANGED)
-        if not usable:
+        if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
             counts["errors"] += 1
-        past_grace = now >= polling.task_deadline(task) + polling.timeout_grace()
-        if polling.is_past_deadline(task, now) and (usable or past_grace):
-            _release(task, token, now, next_at=None, error=False)
+        if timed_out:
             _timeout(task, counts, gettext("a last status check found it still %(status)s.")
                      % {"status": task.status})
-            return
-        attempt = task.poll_count + 1
-        _release(task, token, now, error=not usable,
-                 next_at=polling.next_poll_at(task, now, attempt=attempt))
         return
     # kind == "error"
     exc: Exception = value
@@ -262,26 +272,38 @@ def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         task, now, attempt=task.poll_error_count + 1, retry_after=retry_after))
 
 
-def _poll_batch(tasks: list[ImageTask], token: uuid.UUID, counts: dict[str, int],
-                executor: ThreadPoolExecutor | None) -> None:
+def _stop_at() -> float:
     # Stop sending requests well before the lease runs out: a task whose lease expired
     # may already be claimed (and polled) by another sweep.
-    stop_at = time.monotonic() + 0.8 * _lease().total_seconds()
+    return time.monotonic() + 0.8 * _lease().total_seconds()
 
-    def handle(task: ImageTask, kind: str, value: Any) -> None:
-        try:
-            _handle_answer(task, token, kind, value, counts)
-        except Exception:  # one task's failure must not end the sweep; its lease expires
-            counts["errors"] += 1
-            logger.exception("task %s: applying the poll result failed", task.pk)
 
+def _handle(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
+            counts: dict[str, int]) -> None:
+    try:
+        _handle_answer(task, token, kind, value, counts)
+    except Exception:  # one task's failure must not end the sweep; its lease expires
+        counts["errors"] += 1
+        logger.exception("task %s: applying the poll result failed", task.pk)
+
+
+def _poll_batch(tasks: list[ImageTask], token: uuid.UUID, counts: dict[str, int],
+                executor: ThreadPoolExecutor | None) -> None:
+    """Poll one claimed batch and apply the answers (no pipelining)."""
+    stop_at = _stop_at()
     if executor is None or len(tasks) == 1:
         for task in tasks:
-            handle(task, *_fetch(task.evolink_id, stop_at))
+            _handle(task, token, *_fetch(task.evolink_id, stop_at), counts)
         return
     futures = {executor.submit(_fetch, task.evolink_id, stop_at): task for task in tasks}
     for future in as_completed(futures):
-        handle(futures[future], *future.result())
+        _handle(futures[future], token, *future.result(), counts)
+
+
+def _submit_batch(tasks: list[ImageTask], token: uuid.UUID,
+                  executor: ThreadPoolExecutor) -> tuple[uuid.UUID, dict]:
+    stop_at = _stop_at()
+    return token, {executor.submit(_fetch, task.evolink_id, stop_at): task for task in tasks}
 
 
 # ----------------------------------------------------------------- queued and downloads
@@ -363,16 +385,36 @@ def run_sweep(all_tasks: bool = False, limit: int | None = None) -> dict[str, in
         concurrency = max(1, int(conf.get("POLL_CONCURRENCY")))
         executor = ThreadPoolExecutor(concurrency, thread_name_prefix="evolink-poll") \
             if concurrency > 1 else None
+        def claim() -> tuple[uuid.UUID, list[ImageTask]]:
+            if counts["claimed"] >= cap:
+                return uuid.uuid4(), []
+            size = min(batch_size, cap - counts["claimed"])
+            token, tasks = claim_batch(timezone.now(), size, all_tasks=all_tasks, exclude=seen)
+            counts["claimed"] += len(tasks)
+            seen.update(t.pk for t in tasks)
+            return token, tasks
+
         try:
-            while counts["claimed"] < cap:
-                size = min(batch_size, cap - counts["claimed"])
-                token, tasks = claim_batch(timezone.now(), size, all_tasks=all_tasks,
-                                           exclude=seen)
-                if not tasks:
-                    break
-                counts["claimed"] += len(tasks)
-                seen.update(t.pk for t in tasks)
-                _poll_batch(tasks, token, counts, executor)
+            if executor is None:
+                while True:
+                    token, tasks = claim()
+                    if not tasks:
+                        break
+                    _poll_batch(tasks, token, counts, executor)
+            else:
+                # Pipelined: while the answers of one batch are applied (in this thread),
+                # the status requests of the next batch, claimed beforehand, are already
+                # in flight, so the HTTP threads never wait for the database writes. At
+                # most two batches are leased and in flight at a time.
+                token, tasks = claim()
+                current = _submit_batch(tasks, token, executor) if tasks else None
+                while current is not None:
+                    token, tasks = claim()
+                    following = _submit_batch(tasks, token, executor) if tasks else None
+                    token, futures = current
+                    for future in as_completed(futures):
+                        _handle(futures[future], token, *future.result(), counts)
+                    current = following
         finally:
             if executor is not None:
                 executor.shutdown(wait=True)
