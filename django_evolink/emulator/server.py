@@ -394,25 +394,39 @@ class Emulator:
         while not self._stop.wait(self.tick_interval):
             try:
                 with self._lock:
-                    self._refresh_locked()
+                    self._refresh_due_locked()
                 self._run_due()
             except Exception:  # pragma: no cover - keep ticking whatever happens
                 logger.exception("emulator tick failed")
 
     def _refresh_locked(self) -> None:
-        """Bring every unfinished task up to the current emulated time."""
+        """Bring every unfinished task up to the current emulated time (walks them all:
+        for the control API and test helpers; requests use :meth:`_refresh_due_locked`)."""
         now = self.clock.now()
         for task in self.tasks.values():
-            if task.is_final:
-                continue
-            elapsed = now - task.created
-            if elapsed >= task.duration:
-                self._finish_locked(task, task.created + task.duration)
-            elif elapsed >= task.pending_seconds:
-                span = max(task.duration - task.pending_seconds, 1e-9)
-                progress = int(100 * (elapsed - task.pending_seconds) / span)
-                task.status = "processing"
-                task.progress = max(task.progress, min(99, max(1, progress)))
+            self._refresh_task_locked(task, now)
+
+    def _refresh_due_locked(self, task: Task | None = None) -> None:
+        """Finish the tasks whose time is up (from the store's heap of end times, without
+        walking the others), then bring ``task`` (the one a request is about) up to date.
+        Progress only matters when a task is shown, so the others are left as they are."""
+        now = self.clock.now()
+        for due in self.tasks.pop_due(now):
+            self._refresh_task_locked(due, now)
+        if task is not None:
+            self._refresh_task_locked(task, now)
+
+    def _refresh_task_locked(self, task: Task, now: float) -> None:
+        if task.is_final:
+            return
+        elapsed = now - task.created
+        if elapsed >= task.duration:
+            self._finish_locked(task, task.created + task.duration)
+        elif elapsed >= task.pending_seconds:
+            span = max(task.duration - task.pending_seconds, 1e-9)
+            progress = int(100 * (elapsed - task.pending_seconds) / span)
+            task.status = "processing"
+            task.progress = max(task.progress, min(99, max(1, progress)))
 
     def _finish_locked(self, task: Task, at: float) -> None:
         task.status = task.outcome
@@ -636,7 +650,7 @@ class Emulator:
             inputs.append(data)
         reserve = round(self.price_per_image * params["n"], 6)
         with self._lock:
-            self._refresh_locked()
+            self._refresh_due_locked()
             if not self.credits.reserve(reserve):
                 raise ApiError(
                     402,
@@ -668,8 +682,8 @@ class Emulator:
         """``GET /v1/tasks/{task_id}``."""
         self._check_auth(headers)
         with self._lock:
-            self._refresh_locked()
             task = self.tasks.get(task_id)
+            self._refresh_due_locked(task)
             if task is None:
                 raise ApiError(404, f"Task '{task_id}' not found or expired", "task_id")
             answer = task.to_json()
@@ -680,7 +694,7 @@ class Emulator:
         """``GET /v1/credits``."""
         self._check_auth(headers)
         with self._lock:
-            self._refresh_locked()
+            self._refresh_due_locked()  # credits are settled when tasks finish
             return self.credits.as_json()
 
     def handle_upload(self, headers: Any, raw: bytes) -> dict[str, Any]:
@@ -742,8 +756,8 @@ class Emulator:
         match = re.fullmatch(r"/files/results/([^/]+)/(\d+)\.png", path)
         if match:
             with self._lock:
-                self._refresh_locked()
                 task = self.tasks.get(match.group(1))
+                self._refresh_due_locked(task)
                 index = int(match.group(2))
                 if task is None or task.status != "completed" or index >= task.n:
                     raise ApiError(404, "Result image not found", "file")

@@ -7,6 +7,7 @@ the log classes carry their own condition variable so tests can wait on them.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import math
 import threading
 import time
@@ -400,13 +401,38 @@ class CallbackLog:
 
 
 class TaskStore:
-    """The emulator's tasks by id (a read-mostly mapping view for tests)."""
+    """The emulator's tasks by id (a read-mostly mapping view for tests).
+
+    Also keeps a heap of ``(time the task ends, id)`` so that the emulator finds the
+    tasks whose time is up without walking all of them (:meth:`pop_due`).
+    """
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
+        self._ends: list[tuple[float, str]] = []
 
     def add(self, task: Task) -> None:
         self._tasks[task.id] = task
+        heapq.heappush(self._ends, (task.created + task.duration, task.id))
+
+    def pop_due(self, now: float) -> list[Task]:
+        """The unfinished tasks whose end time (``created + duration``) is ``<= now``.
+
+        Entries are re-checked when popped: a task finished meanwhile is dropped, and one
+        whose duration was changed after it was added is pushed back with its new end.
+        """
+        due: list[Task] = []
+        while self._ends and self._ends[0][0] <= now:
+            _, task_id = heapq.heappop(self._ends)
+            task = self._tasks.get(task_id)
+            if task is None or task.is_final:
+                continue
+            end = task.created + task.duration
+            if end <= now:
+                due.append(task)
+            else:
+                heapq.heappush(self._ends, (end, task_id))
+        return due
 
     def get(self, task_id: str) -> Task | None:
         """The task, or None."""
@@ -418,6 +444,7 @@ class TaskStore:
 
     def clear(self) -> None:
         self._tasks.clear()
+        self._ends.clear()
 
     @property
     def last(self) -> Task | None:
