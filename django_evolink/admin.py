@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -558,6 +558,44 @@ class ReadOnlyMirrorAdmin(admin.ModelAdmin):
             return None
         return rows
 
+    def _attempt(
+        self,
+        request: HttpRequest,
+        work: Callable[[], Any],
+        *,
+        failure: str,
+        subject: dict[str, Any],
+        log: tuple[Any, ...],
+        on_evolink_error: Callable[[EvolinkError], str] | None = None,
+    ) -> Any:
+        """Run one selected row's ``work()``; answer its result, or ``_FAILED`` if it raised.
+
+        With ``on_evolink_error``, an :class:`EvolinkError` is reported as the ERROR
+        message it answers. Any other exception is logged with its traceback
+        (``logger.exception(*log)``) and reported as
+        ``failure % {**subject, "error": "<type>: <text>"}``.
+        """
+        try:
+            return work()
+        except Exception as exc:
+            if on_evolink_error is not None and isinstance(exc, EvolinkError):
+                text = on_evolink_error(exc)
+            else:
+                logger.exception(*log)
+                text = failure % {**subject, "error": safe_text(f"{type(exc).__name__}: {exc}")}
+            self.message_user(request, text, messages.ERROR)
+            return _FAILED
+
+    def _done(self, request: HttpRequest, obj: Any, change_message: str, message: str,
+              level: int = messages.SUCCESS) -> None:
+        """Record a successful action on ``obj`` in its history and tell the user."""
+        self.log_change(request, obj, change_message)
+        self.message_user(request, message, level)
+
+
+#: What :meth:`ReadOnlyMirrorAdmin._attempt` answers when the work raised.
+_FAILED = object()
+
 
 # ---------------------------------------------------------------- ImageTask admin
 
@@ -863,31 +901,23 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
                 )
                 continue
             before = task.status
-            try:
-                services.refresh_task(task, source=EventSource.ADMIN)
-            except EvolinkError as exc:
-                self.message_user(
-                    request,
-                    gettext("%(task)s: Evolink could not be asked: %(error)s")
-                    % {"task": short, "error": safe_text(exc)},
-                    messages.ERROR,
-                )
-                continue
-            except Exception as exc:
-                logger.exception("admin refresh of task %s failed", task.pk)
-                self.message_user(
-                    request,
-                    gettext("%(task)s: refresh failed: %(error)s")
-                    % {"task": short, "error": safe_text(f"{type(exc).__name__}: {exc}")},
-                    messages.ERROR,
-                )
-                continue
-            self.log_change(request, task, gettext("Refreshed from Evolink."))
-            self.message_user(
+            result = self._attempt(
                 request,
+                lambda task=task: services.refresh_task(task, source=EventSource.ADMIN),
+                failure=gettext("%(task)s: refresh failed: %(error)s"),
+                subject={"task": short},
+                log=("admin refresh of task %s failed", task.pk),
+                on_evolink_error=lambda exc, short=short: (
+                    gettext("%(task)s: Evolink could not be asked: %(error)s")
+                    % {"task": short, "error": safe_text(exc)}
+                ),
+            )
+            if result is _FAILED:
+                continue
+            self._done(
+                request, task, gettext("Refreshed from Evolink."),
                 gettext("%(task)s: refreshed, status %(before)s → %(after)s.")
                 % {"task": short, "before": before, "after": task.status},
-                messages.SUCCESS,
             )
 
     @admin.action(description=_("Download missing images"), permissions=("download",))
@@ -928,26 +958,22 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
             GeneratedImage.objects.filter(pk__in=alive, file="").update(
                 download_error="", next_download_at=None
             )
-            try:
-                background.enqueue_downloads(task.pk)
-            except Exception as exc:
-                logger.exception("admin: enqueueing downloads of task %s failed", task.pk)
-                self.message_user(
-                    request,
-                    gettext("%(task)s: the download could not be queued: %(error)s")
-                    % {"task": short, "error": safe_text(f"{type(exc).__name__}: {exc}")},
-                    messages.ERROR,
-                )
-                continue
-            self.log_change(request, task, gettext("Queued the download of missing images."))
-            self.message_user(
+            result = self._attempt(
                 request,
+                lambda task=task: background.enqueue_downloads(task.pk),
+                failure=gettext("%(task)s: the download could not be queued: %(error)s"),
+                subject={"task": short},
+                log=("admin: enqueueing downloads of task %s failed", task.pk),
+            )
+            if result is _FAILED:
+                continue
+            self._done(
+                request, task, gettext("Queued the download of missing images."),
                 ngettext(
                     "%(task)s: download of %(count)d missing image queued.",
                     "%(task)s: download of %(count)d missing images queued.",
                     missing,
                 ) % {"task": short, "count": missing},
-                messages.SUCCESS,
             )
 
     @admin.action(description=_("Resubmit as a new task"), permissions=("resubmit",))
@@ -957,57 +983,28 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
-            try:
-                new = services.create_task(
+            new = self._attempt(
+                request,
+                lambda task=task: services.create_task(
                     prompt=task.prompt,
                     image_urls=list(task.image_urls or []),
                     n=task.n,
                     model=task.model,
                     user=task.user,
                     input_files=list(task.input_files or []),
-                )
-            except EvolinkValidationError as exc:
-                self.message_user(
-                    request,
-                    gettext("%(task)s: not resubmitted, the request is no longer valid: "
-                            "%(error)s") % {"task": short, "error": safe_text(exc)},
-                    messages.ERROR,
-                )
-                continue
-            except EvolinkError as exc:
-                new = getattr(exc, "task", None)
-                if new is not None:
-                    self.log_addition(request, new, gettext("Resubmitted from %(task)s.")
-                                      % {"task": task.pk})
-                    self.message_user(
-                        request,
-                        gettext("%(task)s: new task %(new)s was refused by Evolink: %(error)s")
-                        % {"task": short, "new": str(new.pk)[:8], "error": safe_text(exc)},
-                        messages.ERROR,
-                    )
-                else:
-                    self.message_user(
-                        request,
-                        gettext("%(task)s: not resubmitted: %(error)s")
-                        % {"task": short, "error": safe_text(exc)},
-                        messages.ERROR,
-                    )
-                continue
-            except Exception as exc:
-                logger.exception("admin resubmit of task %s failed", task.pk)
-                self.message_user(
-                    request,
-                    gettext("%(task)s: resubmission failed: %(error)s")
-                    % {"task": short, "error": safe_text(f"{type(exc).__name__}: {exc}")},
-                    messages.ERROR,
-                )
+                ),
+                failure=gettext("%(task)s: resubmission failed: %(error)s"),
+                subject={"task": short},
+                log=("admin resubmit of task %s failed", task.pk),
+                on_evolink_error=lambda exc, task=task: self._resubmit_refused(request, task, exc),
+            )
+            if new is _FAILED:
                 continue
             self.log_addition(request, new, gettext("Resubmitted from %(task)s.")
                               % {"task": task.pk})
-            self.log_change(request, task, gettext("Resubmitted as %(new)s.") % {"new": new.pk})
             url = reverse("admin:django_evolink_imagetask_change", args=[new.pk])
-            self.message_user(
-                request,
+            self._done(
+                request, task, gettext("Resubmitted as %(new)s.") % {"new": new.pk},
                 format_html(
                     '{} <a href="{}">{}</a> ({})',
                     gettext("%(task)s: resubmitted as new task") % {"task": short},
@@ -1015,8 +1012,23 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
                     str(new.pk)[:8],
                     new.get_status_display(),
                 ),
-                messages.SUCCESS,
             )
+
+    def _resubmit_refused(self, request: HttpRequest, task: ImageTask,
+                          exc: EvolinkError) -> str:
+        """The ERROR message of a resubmission Evolink (or the catalogue) refused."""
+        short = str(task.pk)[:8]
+        if isinstance(exc, EvolinkValidationError):
+            return gettext("%(task)s: not resubmitted, the request is no longer valid: "
+                           "%(error)s") % {"task": short, "error": safe_text(exc)}
+        new = getattr(exc, "task", None)
+        if new is None:
+            return gettext("%(task)s: not resubmitted: %(error)s") % {
+                "task": short, "error": safe_text(exc)}
+        # the new task was recorded (and failed): keep its history
+        self.log_addition(request, new, gettext("Resubmitted from %(task)s.") % {"task": task.pk})
+        return gettext("%(task)s: new task %(new)s was refused by Evolink: %(error)s") % {
+            "task": short, "new": str(new.pk)[:8], "error": safe_text(exc)}
 
     # ---------------------------------------------------------------- change-page buttons
 
@@ -1218,27 +1230,23 @@ class TaskEventAdmin(ReadOnlyMirrorAdmin):
                     messages.WARNING,
                 )
                 continue
-            try:
-                result = apply_payload(
+            result = self._attempt(
+                request,
+                lambda event=event: apply_payload(
                     event.task,
                     event.payload,
                     source=EventSource.ADMIN,
                     note=f"re-applied event {event.pk}",
-                )
-            except Exception as exc:
-                logger.exception("admin re-apply of event %s failed", event.pk)
-                self.message_user(
-                    request,
-                    gettext("%(event)s: re-applying failed: %(error)s")
-                    % {"event": label, "error": safe_text(f"{type(exc).__name__}: {exc}")},
-                    messages.ERROR,
-                )
+                ),
+                failure=gettext("%(event)s: re-applying failed: %(error)s"),
+                subject={"event": label},
+                log=("admin re-apply of event %s failed", event.pk),
+            )
+            if result is _FAILED:
                 continue
-            self.log_change(request, event.task,
-                            gettext("Re-applied event %(event)s.") % {"event": event.pk})
             level = messages.SUCCESS if result.changed else messages.INFO
-            self.message_user(
-                request,
+            self._done(
+                request, event.task, gettext("Re-applied event %(event)s.") % {"event": event.pk},
                 gettext("%(event)s: re-applied (%(outcome)s), status %(before)s → %(after)s.")
                 % {
                     "event": label,
