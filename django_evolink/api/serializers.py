@@ -114,26 +114,42 @@ def _validation_error(exc: EvolinkValidationError, rename: dict[str, str] | None
     return serializers.ValidationError({rename.get(k, k): v for k, v in exc.errors.items()})
 
 
+# The fields both ways of creating a task share. Factories rather than a base class:
+# DRF puts a base class's fields first, which would reorder the OpenAPI schema.
+
+
+def _prompt_field() -> serializers.CharField:
+    return serializers.CharField(
+        help_text=gettext_lazy("What to make of the images (1 to 2000 characters).")
+    )
+
+
+def _n_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        required=False, min_value=1, max_value=4,
+        help_text=gettext_lazy("Number of images to make (1-4, default 1)."),
+    )
+
+
+def _model_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=sorted(catalogue.CATALOGUE), required=False,
+        help_text=gettext_lazy("Evolink model (default EVOLINK['DEFAULT_MODEL'])."),
+    )
+
+
 class TaskCreateSerializer(serializers.Serializer):
     """``POST tasks/`` with JSON: ``prompt``, ``image_urls`` (1-2 URLs), ``n``, ``model``."""
 
-    prompt = serializers.CharField(
-        help_text=gettext_lazy("What to make of the images (1 to 2000 characters).")
-    )
+    prompt = _prompt_field()
     image_urls = serializers.ListField(
         child=serializers.URLField(),
         min_length=1,
         max_length=2,
         help_text=gettext_lazy("1 or 2 public http(s) URLs of reference images."),
     )
-    n = serializers.IntegerField(
-        required=False, min_value=1, max_value=4,
-        help_text=gettext_lazy("Number of images to make (1-4, default 1)."),
-    )
-    model = serializers.ChoiceField(
-        choices=sorted(catalogue.CATALOGUE), required=False,
-        help_text=gettext_lazy("Evolink model (default EVOLINK['DEFAULT_MODEL'])."),
-    )
+    n = _n_field()
+    model = _model_field()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # The catalogue checks every field and says what is allowed; DRF's own field
@@ -168,9 +184,7 @@ class TaskUploadSerializer(serializers.Serializer):
     sent. Errors about the files are keyed ``images``.
     """
 
-    prompt = serializers.CharField(
-        help_text=gettext_lazy("What to make of the images (1 to 2000 characters).")
-    )
+    prompt = _prompt_field()
     images = serializers.ListField(
         child=ImageFileField(),
         min_length=1,
@@ -180,14 +194,8 @@ class TaskUploadSerializer(serializers.Serializer):
             "per side, without transparency."
         ),
     )
-    n = serializers.IntegerField(
-        required=False, min_value=1, max_value=4,
-        help_text=gettext_lazy("Number of images to make (1-4, default 1)."),
-    )
-    model = serializers.ChoiceField(
-        choices=sorted(catalogue.CATALOGUE), required=False,
-        help_text=gettext_lazy("Evolink model (default EVOLINK['DEFAULT_MODEL'])."),
-    )
+    n = _n_field()
+    model = _model_field()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, QueryDict):
