@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 #: Final statuses: a task in one of them never changes again.
 FINAL_STATUSES = ("completed", "failed", "cancelled")
@@ -235,17 +235,41 @@ def _match(record_path: str, pattern: str | None) -> bool:
     return record_path == pattern or fnmatch.fnmatchcase(record_path, pattern)
 
 
-class RequestLog:
-    """The request log. Iterable, indexable; ``count``/``filter`` accept glob paths."""
+_R = TypeVar("_R")
+
+
+class _RecordLog(Generic[_R]):
+    """A list of records guarded by a condition variable (appending wakes the waiters)."""
 
     def __init__(self) -> None:
-        self._records: list[RequestRecord] = []
+        self._records: list[_R] = []
         self._cond = threading.Condition()
 
-    def append(self, record: RequestRecord) -> None:
+    def append(self, record: _R) -> None:
         with self._cond:
             self._records.append(record)
             self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Forget every record."""
+        with self._cond:
+            self._records.clear()
+
+    def __iter__(self) -> Iterator[_R]:
+        with self._cond:
+            return iter(list(self._records))
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._records)
+
+    def __getitem__(self, index: int) -> _R:
+        with self._cond:
+            return self._records[index]
+
+
+class RequestLog(_RecordLog[RequestRecord]):
+    """The request log. Iterable, indexable; ``count``/``filter`` accept glob paths."""
 
     def notify(self) -> None:
         with self._cond:
@@ -268,23 +292,6 @@ class RequestLog:
         """The most recent matching record, or None."""
         found = self.filter(method, path)
         return found[-1] if found else None
-
-    def clear(self) -> None:
-        """Forget every record."""
-        with self._cond:
-            self._records.clear()
-
-    def __iter__(self) -> Iterator[RequestRecord]:
-        with self._cond:
-            return iter(list(self._records))
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._records)
-
-    def __getitem__(self, index: int) -> RequestRecord:
-        with self._cond:
-            return self._records[index]
 
 
 @dataclass
@@ -333,17 +340,8 @@ class CallbackAttempt:
         }
 
 
-class CallbackLog:
+class CallbackLog(_RecordLog[CallbackAttempt]):
     """The log of callback attempts, with :meth:`wait_for` to block until some happened."""
-
-    def __init__(self) -> None:
-        self._records: list[CallbackAttempt] = []
-        self._cond = threading.Condition()
-
-    def append(self, record: CallbackAttempt) -> None:
-        with self._cond:
-            self._records.append(record)
-            self._cond.notify_all()
 
     def filter(self, task_id: str | None = None, kind: str | None = None) -> list[CallbackAttempt]:
         """Attempts for ``task_id`` and/or of ``kind``."""
@@ -381,23 +379,6 @@ class CallbackLog:
                         f"expected {count} callback attempt(s), got {len(found)}"
                     )
                 self._cond.wait(remaining)
-
-    def clear(self) -> None:
-        """Forget every attempt."""
-        with self._cond:
-            self._records.clear()
-
-    def __iter__(self) -> Iterator[CallbackAttempt]:
-        with self._cond:
-            return iter(list(self._records))
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._records)
-
-    def __getitem__(self, index: int) -> CallbackAttempt:
-        with self._cond:
-            return self._records[index]
 
 
 class TaskStore:
