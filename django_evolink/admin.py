@@ -473,23 +473,8 @@ class GeneratedImageInline(ReadOnlyInlineMixin, admin.TabularInline):
         return format_html('<span class="evolink-muted">{}</span>', " · ".join(parts))
 
 
-class TaskEventInline(ReadOnlyInlineMixin, admin.StackedInline):
-    model = TaskEvent
-    verbose_name = _("event")
-    verbose_name_plural = _("events (every delivery, newest first)")
-    fields = (
-        ("received_at", "source", "transition", "changed", "outcome"),
-        "remote_addr",
-        "note_text",
-        "payload_json",
-        "headers_json",
-    )
-    readonly_fields = (
-        "received_at", "source", "transition", "changed", "outcome", "remote_addr",
-        "note_text", "payload_json", "headers_json",
-    )
-    ordering = ("-received_at", "-id")
-    classes = ("evolink-events",)
+class TaskEventColumns:
+    """Read-only columns of an event, shared by its inline and its own admin."""
 
     @admin.display(description=_("status before → after"))
     def transition(self, obj: TaskEvent) -> SafeString:
@@ -507,6 +492,25 @@ class TaskEventInline(ReadOnlyInlineMixin, admin.StackedInline):
     @admin.display(description=_("headers"))
     def headers_json(self, obj: TaskEvent) -> SafeString:
         return pretty_json(obj.headers)
+
+
+class TaskEventInline(ReadOnlyInlineMixin, TaskEventColumns, admin.StackedInline):
+    model = TaskEvent
+    verbose_name = _("event")
+    verbose_name_plural = _("events (every delivery, newest first)")
+    fields = (
+        ("received_at", "source", "transition", "changed", "outcome"),
+        "remote_addr",
+        "note_text",
+        "payload_json",
+        "headers_json",
+    )
+    readonly_fields = (
+        "received_at", "source", "transition", "changed", "outcome", "remote_addr",
+        "note_text", "payload_json", "headers_json",
+    )
+    ordering = ("-received_at", "-id")
+    classes = ("evolink-events",)
 
 
 # --------------------------------------------------------------------- base admin
@@ -1138,7 +1142,7 @@ def fetch_credit_balance(timeout: float = 5.0) -> dict[str, Any]:
 
 
 @admin.register(TaskEvent)
-class TaskEventAdmin(ReadOnlyMirrorAdmin):
+class TaskEventAdmin(TaskEventColumns, ReadOnlyMirrorAdmin):
     list_display = (
         "received_at",
         "task_link",
@@ -1190,26 +1194,9 @@ class TaskEventAdmin(ReadOnlyMirrorAdmin):
         return format_html('<a href="{}">{}</a> {}', url, str(obj.task_id)[:8],
                            obj.task.evolink_id or "")
 
-    @admin.display(description=_("status before → after"))
-    def transition(self, obj: TaskEvent) -> SafeString:
-        return format_html("{} → {}", status_badge(obj.status_before),
-                           status_badge(obj.status_after))
-
     @admin.display(description=_("note"))
     def note_excerpt(self, obj: TaskEvent) -> str:
         return Truncator(safe_text(obj.note)).chars(80)
-
-    @admin.display(description=_("note"))
-    def note_text(self, obj: TaskEvent) -> str:
-        return safe_text(obj.note) or "–"
-
-    @admin.display(description=_("payload"))
-    def payload_json(self, obj: TaskEvent) -> SafeString:
-        return pretty_json(obj.payload)
-
-    @admin.display(description=_("headers"))
-    def headers_json(self, obj: TaskEvent) -> SafeString:
-        return pretty_json(obj.headers)
 
     def has_reapply_permission(self, request: HttpRequest) -> bool:
         return self.has_evolink_change_permission(request)
