@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -513,6 +514,20 @@ class TaskEventInline(ReadOnlyInlineMixin, TaskEventColumns, admin.StackedInline
     classes = ("evolink-events",)
 
 
+def _or_task_id(result: QuerySet, queryset: QuerySet, search_term: str | None,
+               lookup: str) -> QuerySet:
+    """``result`` plus the rows of ``queryset`` whose ``lookup`` is the task UUID searched for."""
+    term = (search_term or "").strip()
+    if term:
+        try:
+            task_id = uuid.UUID(term)
+        except ValueError:
+            pass
+        else:
+            result = result | queryset.filter(**{lookup: task_id})
+    return result
+
+
 # --------------------------------------------------------------------- base admin
 
 
@@ -714,17 +729,7 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         result, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        term = (search_term or "").strip()
-        if term:
-            import uuid
-
-            try:
-                task_id = uuid.UUID(term)
-            except ValueError:
-                pass
-            else:
-                result = result | queryset.filter(pk=task_id)
-        return result, may_have_duplicates
+        return _or_task_id(result, queryset, search_term, "pk"), may_have_duplicates
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None):
         sets = list(self.fieldsets_base)
@@ -1176,17 +1181,7 @@ class TaskEventAdmin(TaskEventColumns, ReadOnlyMirrorAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         result, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        term = (search_term or "").strip()
-        if term:
-            import uuid
-
-            try:
-                task_id = uuid.UUID(term)
-            except ValueError:
-                pass
-            else:
-                result = result | queryset.filter(task_id=task_id)
-        return result, may_have_duplicates
+        return _or_task_id(result, queryset, search_term, "task_id"), may_have_duplicates
 
     @admin.display(description=_("task"), ordering="task")
     def task_link(self, obj: TaskEvent) -> SafeString:
