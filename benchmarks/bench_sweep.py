@@ -2,7 +2,10 @@
 
 10,000 unfinished tasks, all due once, against the emulator (in its own process)
 answering each status request after 50 ms. Runs one sweep, then (every task made due
-again) two concurrent sweeps in two threads, each with its own database connection.
+again) two concurrent sweeps. Each sweep is a worker in its own OS process
+(``_sweep_worker.py``: its own interpreter, GIL and database connection, as two django-q2
+qcluster workers are in production) calling ``services.poll_due_tasks()`` until nothing
+is due, started together once Django is set up in every worker.
 
 Figures: wall time; status GETs per task counted from the emulator's request log (target
 1.0, and no task asked twice); SQL statements per claimed batch (must be the same for
@@ -16,9 +19,10 @@ every full batch); and the ratio of wall time to the concurrency bound
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -60,66 +64,62 @@ def make_due() -> None:
                              lease_token=None, lease_until=None)
 
 
-#: Per thread: the query count seen at each claim_batch call.
-_MARKS: dict[int, list[int]] = {}
+WORKER = Path(__file__).resolve().parent / "_sweep_worker.py"
 
 
-def install_claim_probe() -> None:
-    """Record, per sweep thread, the statement count at the start of every batch claim."""
-    from django_evolink import sweep
+def run_workers(sweeps: int) -> tuple[float, dict]:
+    """Run ``sweeps`` sweep workers, each in its own OS process (``_sweep_worker.py``),
+    started together once all have set up Django; returns (wall time, results per worker).
 
-    original = sweep.claim_batch
-
-    def probe(*args, **kwargs):
-        from django.db import connection
-
-        ident = threading.get_ident()
-        _MARKS.setdefault(ident, []).append(_executed(connection))
-        return original(*args, **kwargs)
-
-    sweep.claim_batch = probe
-
-
-def _executed(connection) -> int:
-    return getattr(connection, "_bench_count", 0)
-
-
-def counted(results: dict, key: str, barrier: threading.Barrier | None = None) -> None:
-    from django.db import connection
-
-    from django_evolink import sweep
-
-    def wrapper(execute, sql, params, many, context):
-        connection._bench_count = getattr(connection, "_bench_count", 0) + 1
-        return execute(sql, params, many, context)
-
-    connection._bench_count = 0
-    _MARKS[threading.get_ident()] = []
+    The wall time runs from the start signal to the last worker's report.
+    """
+    procs = [subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=common.ROOT)
+             for _ in range(sweeps)]
     try:
-        with connection.execute_wrapper(wrapper):
-            if barrier is not None:
-                barrier.wait()
-            start = time.perf_counter()
-            counts = sweep.run_sweep()
-            wall = time.perf_counter() - start
-        marks = _MARKS[threading.get_ident()] + [connection._bench_count]
-        results[key] = {"counts": counts, "wall": wall, "queries": connection._bench_count,
-                        "marks": marks}
+        for proc in procs:
+            if not proc.stdout.readline():
+                raise RuntimeError(f"sweep worker exited with {proc.wait()} before ready")
+        start = time.perf_counter()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = {}
+        for i, proc in enumerate(procs):
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"sweep worker {i} exited with {proc.wait()} "
+                                   "without a report")
+            results[f"s{i}"] = json.loads(line)
+        wall = time.perf_counter() - start
+        for proc in procs:
+            proc.stdin.close()
+            if proc.wait(30) != 0:
+                raise RuntimeError(f"sweep worker exited with {proc.returncode}")
+        return wall, results
     finally:
-        connection.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
-def per_batch(marks: list[int], claimed: int, batch: int) -> dict:
-    """Statements between two claims, for the full batches (the last claim finds nothing).
+def per_batch(calls: list[dict], batch: int) -> dict:
+    """Statements between two claims, for the full batches (the last claim finds nothing),
+    over the ``poll_due_tasks()`` calls of one worker that claimed something.
 
     The sweep is pipelined: it claims batch N+1 (and starts its status requests) before
     it writes the answers of batch N, so the span from one claim to the next is the claim
     of batch N+1 plus the writes of batch N. The first span (the first claim alone) is
     left out; every other span of a full batch must be the same.
     """
-    spans = [b - a for a, b in zip(marks, marks[1:], strict=False)]
-    full = claimed // batch
-    full_spans = spans[1:full]
+    full, full_spans = 0, []
+    for call in calls:
+        marks = call["marks"]
+        spans = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+        call_full = call["claimed"] // batch
+        full += call_full
+        full_spans += spans[1:call_full]
     return {"full_batches": full, "per_batch_min": min(full_spans) if full_spans else None,
             "per_batch_max": max(full_spans) if full_spans else None}
 
@@ -149,7 +149,6 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
               f"({connection.vendor}); emulator latency {latency * 1000:.0f} ms, "
               f"POLL_CONCURRENCY={conf.get('POLL_CONCURRENCY')}, batch {batch}", flush=True)
         connection.close()
-        install_claim_probe()
 
         rows: list[dict] = []
         details: dict = {}
@@ -157,24 +156,14 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
             make_due()
             connection.close()
             emu.clear_requests()
-            results: dict = {}
-            barrier = threading.Barrier(sweeps)
-            threads = [threading.Thread(target=counted, args=(results, f"s{i}", barrier))
-                       for i in range(sweeps)]
-            start = time.perf_counter()
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            wall = time.perf_counter() - start
+            wall, results = run_workers(sweeps)
             gets = emu.task_gets()
             per_task = Counter(gets)
             claimed = sum(r["counts"]["claimed"] for r in results.values())
             polled = sum(r["counts"]["polled"] for r in results.values())
             errors = sum(r["counts"]["errors"] for r in results.values())
             bound = tasks * latency / (concurrency * sweeps)
-            batches = [per_batch(r["marks"], r["counts"]["claimed"], batch)
-                       for r in results.values()]
+            batches = [per_batch(r["calls"], batch) for r in results.values()]
             mins = [b["per_batch_min"] for b in batches if b["per_batch_min"] is not None]
             maxs = [b["per_batch_max"] for b in batches if b["per_batch_max"] is not None]
             unpolled = ImageTask.objects.filter(poll_count=0 if sweeps == 1 else 1).count()
@@ -184,7 +173,10 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
                   f"statements per batch {min(mins) if mins else '-'}..{max(maxs) if maxs else '-'}"
                   f", split {[r['counts']['claimed'] for r in results.values()]}", flush=True)
             gets_per_task = len(gets) / tasks
-            once = bool(per_task) and max(per_task.values()) == 1 and len(per_task) == tasks
+            # Disjoint claims: the workers together claimed each task once, and each task
+            # was asked for once.
+            once = (bool(per_task) and max(per_task.values()) == 1 and len(per_task) == tasks
+                    and claimed == tasks)
             bench = f"sweep ({label})"
             rows.append(common.row(bench, "wall time", round(wall, 2), "s"))
             rows.append(common.row(bench, "status GETs per task", round(gets_per_task, 4), "",
@@ -199,7 +191,9 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
             details[label] = {"wall": wall, "bound": bound, "gets": len(gets),
                               "distinct_tasks_asked": len(per_task), "claimed": claimed,
                               "polled": polled, "errors": errors, "batches": batches,
-                              "sweeps": {k: {kk: vv for kk, vv in v.items() if kk != "marks"}
+                              "sweeps": {k: {"counts": v["counts"], "wall": v["wall"],
+                                             "queries": v["queries"],
+                                             "calls": len(v["calls"])}
                                          for k, v in results.items()},
                               "tasks_left_unpolled": unpolled}
         common.print_table(rows)
