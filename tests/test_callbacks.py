@@ -149,6 +149,26 @@ def test_the_delivery_survives_under_atomic_requests(client, settings, monkeypat
     assert TaskEvent.objects.filter(task=task, outcome=EventOutcome.ERROR).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_delivery_is_committed_before_evolink_is_asked_under_atomic_requests(
+    client, settings, monkeypatch, evolink
+):
+    """With the site's ATOMIC_REQUESTS on, the re-fetch mode still commits the delivery
+    before the HTTP call to Evolink (no transaction is held open across it)."""
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    task, raw = make_task()
+    seen = []
+
+    def answer(request):
+        seen.append((connection.in_atomic_block,
+                     TaskEvent.objects.filter(task=task, source=EventSource.CALLBACK).count()))
+        return 200, {}, json.dumps(task_answer(status="processing", progress=60))
+
+    evolink.add_callback(responses.GET, task_url(), callback=answer)
+    assert post(client, raw, task_answer(status="processing", progress=60)).status_code == 200
+    assert seen == [(False, 1)]
+
+
 def test_the_token_is_not_logged(client, caplog):
     task, raw = make_task()
     with caplog.at_level(logging.DEBUG):
