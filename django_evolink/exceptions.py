@@ -31,7 +31,7 @@ class EvolinkError(Exception):
     #: Stable code stored on a failed task (``ImageTask.error_code``).
     code: str = "evolink_error"
 
-    def __init__(self, message: str = "", **kwargs: Any) -> None:
+    def __init__(self, message: str = "") -> None:
         self.message = redact(str(message))
         super().__init__(self.message)
 
