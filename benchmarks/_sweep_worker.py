@@ -28,7 +28,8 @@ def main() -> None:
     common.setup_django()
     from django.db import connection
 
-    from django_evolink import services, sweep
+    from django_evolink import services
+    from django_evolink.background import sweep
 
     box = [0]
     marks: list[int] = []

@@ -133,7 +133,7 @@ def run(repeat: int) -> list[dict]:
     from django.test.utils import CaptureQueriesContext
 
     from django_evolink.models import ImageTask, TaskEvent
-    from tests import evolink_samples as samples
+    from tests.support import evolink_samples as samples
 
     user_model = get_user_model()
     root = user_model.objects.filter(username="bench-root").first()

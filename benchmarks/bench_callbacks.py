@@ -56,7 +56,7 @@ def make_tasks(prefix: str, count: int, evolink_ids: list[str] | None = None) ->
     """``count`` pending tasks with callback tokens; returns ``[(pk, evolink_id, raw)]``."""
     from django.utils import timezone
 
-    from django_evolink import tokens
+    from django_evolink.core import tokens
     from django_evolink.models import ImageTask, Status
 
     now = timezone.now()

@@ -3,7 +3,7 @@
 Four result images of ~10 MB each (PNG of random pixels, so they do not compress) are
 served by a local HTTP server in this process. A worker subprocess then stores them:
 
-- ``streamed``: :func:`django_evolink.downloads.download_task_images` (the real code);
+- ``streamed``: :func:`django_evolink.background.downloads.download_task_images` (the real code);
 - ``whole`` (baseline): the same images fetched with ``requests.get(url).content``,
   decoded with Pillow and saved to the same storage - the naive implementation.
 
@@ -76,7 +76,7 @@ def child(mode: str, db_url: str, media: str, urls: list[str]) -> None:
     from PIL import Image
 
     from django_evolink import conf
-    from django_evolink.downloads import download_task_images
+    from django_evolink.background.downloads import download_task_images
     from django_evolink.models import GeneratedImage, ImageTask, Status, result_upload_to
 
     now = timezone.now()

@@ -45,15 +45,16 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import catalogue, conf
-from .exceptions import EvolinkError, EvolinkValidationError, redact
-from .models import (
+from . import conf
+from .core.models import (
     EventSource,
     GeneratedImage,
     ImageTask,
     Status,
     TaskEvent,
 )
+from .evolink import catalogue
+from .exceptions import EvolinkError, EvolinkValidationError, redact
 
 logger = logging.getLogger("django_evolink.admin")
 
@@ -896,7 +897,7 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
 
     @admin.action(description=_("Refresh from Evolink"), permissions=("refresh",))
     def refresh_from_evolink(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from . import services
+        from .core import services
 
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
@@ -931,7 +932,7 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
 
     @admin.action(description=_("Download missing images"), permissions=("download",))
     def download_missing_images(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from . import tasks as background
+        from .background import queue as background
 
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
@@ -987,7 +988,7 @@ class ImageTaskAdmin(ReadOnlyMirrorAdmin):
 
     @admin.action(description=_("Resubmit as a new task"), permissions=("resubmit",))
     def resubmit_as_new_task(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from . import services
+        from .core import services
 
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
@@ -1102,7 +1103,7 @@ def fetch_credit_balance(timeout: float = 5.0) -> dict[str, Any]:
     Returns ``{"ok": True, "user_remaining": ..., "user_used": ..., "token_remaining":
     ..., "unlimited": ...}`` or ``{"ok": False, "error": <text, key redacted>}``.
     """
-    from .client import EvolinkClient
+    from .evolink.client import EvolinkClient
 
     try:
         client = EvolinkClient(
@@ -1198,7 +1199,7 @@ class TaskEventAdmin(TaskEventColumns, ReadOnlyMirrorAdmin):
 
     @admin.action(description=_("Re-apply the recorded delivery"), permissions=("reapply",))
     def reapply_events(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from .transitions import apply_payload
+        from .core.transitions import apply_payload
 
         rows = self._limit_rows(request, queryset.order_by("received_at", "id"))
         for event in rows or ():

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .models import ImageTask, Status
+from .core.models import ImageTask, Status
 
 if TYPE_CHECKING:
     from .admin import ImageTaskAdmin

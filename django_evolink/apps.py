@@ -9,9 +9,10 @@ class DjangoEvolinkConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import (
-            checks,  # noqa: F401  (registers the system checks)
-            schedule,
-        )
+        # Imported here, not at the top: they import the models, which must wait for
+        # the app registry to be ready.
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .background import receivers, schedule
 
+        receivers.connect()
         schedule.connect_post_migrate(self)

@@ -20,7 +20,9 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from . import conf, netsafety
+from . import conf
+from .background import schedule
+from .evolink import url_policy
 
 _NUMERIC_KEYS = (
     "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_BACKOFF", "RETRY_MAX_WAIT", "POLL_MIN_INTERVAL",
@@ -68,7 +70,7 @@ def check_settings(app_configs=None, **kwargs):
             errors.append(Error("EVOLINK['CALLBACK_BASE_URL'] has no host.",
                                 hint="Use e.g. 'https://www.example.com'.",
                                 id="django_evolink.E002"))
-        elif not allow_private and netsafety.host_is_private(parts.hostname, resolve=False):
+        elif not allow_private and url_policy.host_is_private(parts.hostname, resolve=False):
             errors.append(Error(
                 "EVOLINK['CALLBACK_BASE_URL'] points at a private or loopback address, "
                 "which Evolink refuses to call.",
@@ -122,7 +124,6 @@ def check_schedule(app_configs=None, databases=None, **kwargs):
     """
     from django.db import DatabaseError
 
-    from . import schedule
 
     if not databases or not apps.is_installed("django_q"):
         return []

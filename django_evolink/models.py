@@ -1,268 +1,36 @@
-"""Models mirroring Evolink tasks: ``ImageTask``, ``GeneratedImage``, ``TaskEvent``.
+"""The app's models, where Django looks for them (``django_evolink.models``).
 
-Mirrored fields carry Evolink's names (``status``, ``progress``, ``billing_rule``,
-...). Local bookkeeping (polling schedule, lease, callback token hash, stored
-files) is named apart so a reader can tell Evolink's truth from ours.
+They are defined in :mod:`django_evolink.core.models`, beside the transition path that is
+the only writer of a task's state.
 """
 
 from __future__ import annotations
 
-import uuid
+from .core.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    STATUS_RANK,
+    EventOutcome,
+    EventSource,
+    GeneratedImage,
+    ImageTask,
+    ImageTaskQuerySet,
+    Status,
+    TaskEvent,
+    _storage,  # noqa: F401  (named by migration 0001)
+    result_upload_to,
+)
 
-from django.conf import settings
-from django.db import models
-from django.db.models import Q
-from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
-
-from . import conf
-
-
-class Status(models.TextChoices):
-    QUEUED = "queued", _("Queued")
-    PENDING = "pending", _("Pending")
-    PROCESSING = "processing", _("Processing")
-    COMPLETED = "completed", _("Completed")
-    FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
-
-
-#: Statuses after which nothing changes.
-FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-#: Statuses of tasks Evolink is still working on (what polling looks at).
-ACTIVE_STATUSES = frozenset({Status.PENDING, Status.PROCESSING})
-#: Order in which a task moves; a status never moves to a lower rank.
-STATUS_RANK = {
-    Status.QUEUED: 0,
-    Status.PENDING: 1,
-    Status.PROCESSING: 2,
-    Status.COMPLETED: 3,
-    Status.FAILED: 3,
-    Status.CANCELLED: 3,
-}
-
-
-def _storage():
-    return conf.storage()
-
-
-def result_upload_to(instance: GeneratedImage, filename: str) -> str:
-    """Deterministic path of a stored result: ``<RESULTS_PATH>/<task id>/<index>.<ext>``."""
-    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "png"
-    return f"{conf.get('RESULTS_PATH').rstrip('/')}/{instance.task_id}/{instance.index}.{ext}"
-
-
-class ImageTaskQuerySet(models.QuerySet):
-    def unfinished(self) -> ImageTaskQuerySet:
-        return self.exclude(status__in=FINAL_STATUSES)
-
-    def active(self) -> ImageTaskQuerySet:
-        return self.filter(status__in=ACTIVE_STATUSES)
-
-    def for_user(self, user) -> ImageTaskQuerySet:
-        return self.filter(user=user)
-
-
-class ImageTask(models.Model):
-    """One generation request, mirrored from Evolink."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="evolink_tasks",
-        verbose_name=_("user"),
-    )
-    # --- mirrored from Evolink ----------------------------------------------------
-    evolink_id = models.CharField(
-        _("Evolink id"), max_length=128, unique=True, null=True, blank=True
-    )
-    model = models.CharField(_("model"), max_length=64)
-    prompt = models.TextField(_("prompt"))
-    image_urls = models.JSONField(_("image URLs"), default=list)
-    n = models.PositiveSmallIntegerField(_("images requested"), default=1)
-    status = models.CharField(
-        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
-    )
-    progress = models.PositiveSmallIntegerField(_("progress"), default=0)
-    billing_rule = models.CharField(_("billing rule"), max_length=32, blank=True)
-    credits_reserved = models.DecimalField(
-        _("credits reserved"), max_digits=14, decimal_places=4, null=True, blank=True
-    )
-    user_group = models.CharField(_("user group"), max_length=64, blank=True)
-    estimated_time = models.PositiveIntegerField(_("estimated time (s)"), null=True, blank=True)
-    can_cancel = models.BooleanField(_("can cancel"), null=True, blank=True)
-    error_code = models.CharField(_("error code"), max_length=64, blank=True)
-    error_message = models.TextField(_("error message"), blank=True)
-    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
-    completed_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    # --- local bookkeeping ----------------------------------------------------------
-    submit_started_at = models.DateTimeField(
-        _("submission started"),
-        null=True,
-        blank=True,
-        help_text=_("Set once, before the create request is sent: a task is never sent twice."),
-    )
-    submitted_at = models.DateTimeField(_("accepted by Evolink"), null=True, blank=True)
-    callback_token_hash = models.CharField(
-        _("callback token hash"), max_length=64, blank=True, editable=False, db_index=True
-    )
-    callback_received_at = models.DateTimeField(_("last callback"), null=True, blank=True)
-    next_poll_at = models.DateTimeField(_("next poll"), null=True, blank=True)
-    poll_count = models.PositiveIntegerField(_("polls"), default=0)
-    poll_error_count = models.PositiveIntegerField(_("poll transport errors"), default=0)
-    last_polled_at = models.DateTimeField(_("last poll"), null=True, blank=True)
-    lease_token = models.UUIDField(null=True, blank=True, editable=False)
-    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
-    input_files = models.JSONField(
-        _("stored input copies"),
-        default=list,
-        blank=True,
-        help_text=_("Storage names of the copies of uploaded inputs."),
-    )
-    images_stored_at = models.DateTimeField(_("images stored"), null=True, blank=True)
-
-    objects = ImageTaskQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = _("image task")
-        verbose_name_plural = _("image tasks")
-        indexes = [
-            models.Index(
-                fields=["next_poll_at"],
-                name="evolink_task_due_idx",
-                condition=Q(status__in=["queued", "pending", "processing"]),
-            ),
-            models.Index(fields=["user", "-created_at"], name="evolink_task_user_idx"),
-            models.Index(fields=["status", "-created_at"], name="evolink_task_status_idx"),
-            models.Index(fields=["-created_at"], name="evolink_task_created_idx"),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(progress__gte=0) & Q(progress__lte=100),
-                name="evolink_task_progress_range",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        from .exceptions import redact  # a prompt is shown in many places: never a key
-
-        text = redact(self.prompt, conf.api_key())
-        prompt = text if len(text) <= 40 else text[:39] + "…"
-        return f"{str(self.id)[:8]} {self.status} {prompt!r}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def usage(self) -> dict:
-        return {
-            "billing_rule": self.billing_rule or None,
-            "credits_reserved": (
-                None
-                if self.credits_reserved is None
-                else format(self.credits_reserved.normalize(), "f")
-            ),
-            "user_group": self.user_group or None,
-        }
-
-    @property
-    def error(self) -> dict | None:
-        if not self.error_code and not self.error_message:
-            return None
-        return {"code": self.error_code, "message": self.error_message}
-
-
-class GeneratedImage(models.Model):
-    """One result image: Evolink's link and our stored copy."""
-
-    task = models.ForeignKey(
-        ImageTask, on_delete=models.CASCADE, related_name="images", verbose_name=_("task")
-    )
-    index = models.PositiveSmallIntegerField(_("index"))
-    source_url = models.URLField(_("Evolink URL"), max_length=2048)
-    file = models.FileField(
-        _("stored file"),
-        upload_to=result_upload_to,
-        storage=_storage,
-        blank=True,
-        max_length=255,
-    )
-    width = models.PositiveIntegerField(_("width"), null=True, blank=True)
-    height = models.PositiveIntegerField(_("height"), null=True, blank=True)
-    created_at = models.DateTimeField(_("recorded"), default=timezone.now, editable=False)
-    # --- local bookkeeping of the download --------------------------------------
-    source_expires_at = models.DateTimeField(_("link expires"), null=True, blank=True)
-    downloaded_at = models.DateTimeField(_("downloaded"), null=True, blank=True)
-    download_attempts = models.PositiveSmallIntegerField(_("download attempts"), default=0)
-    next_download_at = models.DateTimeField(_("next download attempt"), null=True, blank=True)
-    download_error = models.TextField(_("download error"), blank=True)
-
-    class Meta:
-        ordering = ["task", "index"]
-        verbose_name = _("generated image")
-        verbose_name_plural = _("generated images")
-        constraints = [
-            models.UniqueConstraint(fields=["task", "index"], name="evolink_image_task_index_uniq"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{str(self.task_id)[:8]} #{self.index}"
-
-    @property
-    def is_stored(self) -> bool:
-        return bool(self.file)
-
-
-class EventSource(models.TextChoices):
-    SUBMIT = "submit", _("Submit answer")
-    POLL = "poll", _("Poll answer")
-    REFRESH = "refresh", _("Refresh")
-    CALLBACK = "callback", _("Callback")
-    ADMIN = "admin", _("Admin action")
-    SYSTEM = "system", _("Local decision")
-
-
-class EventOutcome(models.TextChoices):
-    RECEIVED = "received", _("Received, not yet applied")
-    APPLIED = "applied", _("Applied")
-    UNCHANGED = "unchanged", _("Nothing new")
-    STALE = "stale", _("Stale (older than the task)")
-    MALFORMED = "malformed", _("Malformed")
-    WRONG_TASK = "wrong_task", _("For another task")
-    UNKNOWN_STATUS = "unknown_status", _("Unknown status")
-    ERROR = "error", _("Failed while applying")
-
-
-class TaskEvent(models.Model):
-    """Every submit answer, poll answer, callback and admin action, stored first."""
-
-    task = models.ForeignKey(
-        ImageTask, on_delete=models.CASCADE, related_name="events", verbose_name=_("task")
-    )
-    source = models.CharField(_("source"), max_length=16, choices=EventSource.choices)
-    payload = models.JSONField(_("payload"), null=True, blank=True)
-    headers = models.JSONField(_("headers"), default=dict, blank=True)
-    remote_addr = models.GenericIPAddressField(_("remote address"), null=True, blank=True)
-    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
-    outcome = models.CharField(
-        _("outcome"), max_length=16, choices=EventOutcome.choices, default=EventOutcome.RECEIVED
-    )
-    changed = models.BooleanField(_("changed the task"), default=False)
-    status_before = models.CharField(_("status before"), max_length=16, blank=True)
-    status_after = models.CharField(_("status after"), max_length=16, blank=True)
-    note = models.TextField(_("note"), blank=True)
-
-    class Meta:
-        ordering = ["-received_at", "-id"]
-        verbose_name = _("task event")
-        verbose_name_plural = _("task events")
-        indexes = [models.Index(fields=["task", "-received_at"], name="evolink_event_task_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.get_source_display()} {self.received_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINAL_STATUSES",
+    "STATUS_RANK",
+    "EventOutcome",
+    "EventSource",
+    "GeneratedImage",
+    "ImageTask",
+    "ImageTaskQuerySet",
+    "Status",
+    "TaskEvent",
+    "result_upload_to",
+]

@@ -1,173 +1,14 @@
-"""The Python API: create, submit and refresh tasks.
+"""The public Python API (``from django_evolink import services``).
 
-Every path records first and then acts: a task row exists (``queued``) before
-anything is sent, and a create whose answer was lost is marked ``failed`` with the
-code ``outcome_unknown`` and never resent automatically.
+Creating, submitting and refreshing a task live in :mod:`django_evolink.core.services`;
+the poll sweep lives in :mod:`django_evolink.background.sweep`. This module gathers them
+under the names the documentation promises.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from django.db import transaction
-from django.utils import timezone
-
-from . import catalogue, conf, tokens
-from .client import get_client
-from .exceptions import (
-    EvolinkAPIError,
-    EvolinkError,
-    EvolinkMalformedResponseError,
-    EvolinkNotFoundError,
-    EvolinkOutcomeUnknownError,
-)
-from .models import EventOutcome, EventSource, ImageTask, Status
-from .transitions import apply_payload, fail_task
-
-logger = logging.getLogger("django_evolink.services")
-
-OUTCOME_UNKNOWN_MESSAGE = (
-    "The create request was sent but its answer was lost, so Evolink may or may not "
-    "have created (and billed) a task. It was not sent again: check the Evolink "
-    "dashboard, then resubmit by hand if no task was made."
-)
-
-
-def create_task(
-    *,
-    prompt: str,
-    image_urls: list[str],
-    n: int | None = None,
-    model: str | None = None,
-    user: Any = None,
-    input_files: list[str] | None = None,
-) -> ImageTask:
-    """Validate, save as ``queued``, and submit (now, or by a worker with ASYNC_SUBMIT).
-
-    Raises :class:`~django_evolink.exceptions.EvolinkValidationError` before anything
-    is saved or sent when the input is not allowed. When Evolink refuses the task it
-    is kept as ``failed`` with Evolink's error and the typed exception is raised; the
-    task is available as ``exc.task``.
-    """
-    cleaned = catalogue.validate_request(prompt=prompt, image_urls=image_urls, n=n, model=model)
-    user = user if getattr(user, "is_authenticated", False) or user is None else None
-    if conf.get("ASYNC_SUBMIT"):
-        task = ImageTask.objects.create(
-            user=user, input_files=list(input_files or []), **cleaned
-        )
-        from . import tasks as background
-
-        transaction.on_commit(lambda: background.enqueue_submit(task.pk))
-        return task
-    # Submitted now: the row is inserted already claimed (submit_started_at set, the
-    # callback token's hash stored), the same state _claim_for_submit leaves, in one
-    # write before anything is sent. No other worker can claim it.
-    raw_token, token_hash = tokens.new_token()
-    task = ImageTask.objects.create(
-        user=user,
-        input_files=list(input_files or []),
-        submit_started_at=timezone.now(),
-        callback_token_hash=token_hash,
-        **cleaned,
-    )
-    _send(task, raw_token)
-    return task
-
-
-def _claim_for_submit(task: ImageTask) -> bool:
-    """Mark the task as being submitted, once; False when it already was."""
-    claimed = ImageTask.objects.filter(
-        pk=task.pk, status=Status.QUEUED, submit_started_at__isnull=True
-    ).update(submit_started_at=timezone.now())
-    return claimed == 1
-
-
-def submit_task(task: ImageTask) -> ImageTask:
-    """Send a ``queued`` task to Evolink once and apply the answer.
-
-    A task whose submission already started (by another worker, or an earlier try
-    whose outcome is unknown) is left alone.
-    """
-    if not _claim_for_submit(task):
-        task.refresh_from_db()
-        logger.info("task %s: submission already started, not sent again", task.pk)
-        return task
-    raw_token, token_hash = tokens.new_token()
-    ImageTask.objects.filter(pk=task.pk).update(callback_token_hash=token_hash)
-    task.callback_token_hash = token_hash
-    return _send(task, raw_token)
-
-
-def _send(task: ImageTask, raw_token: str) -> ImageTask:
-    """POST the claimed ``task`` to Evolink and apply the answer (or the refusal)."""
-    try:
-        answer = get_client().create_image_task(
-            model=task.model,
-            prompt=task.prompt,
-            image_urls=list(task.image_urls),
-            n=task.n,
-            callback_url=tokens.callback_url(raw_token),
-        )
-    except EvolinkOutcomeUnknownError as exc:
-        _fail_and_attach(task, exc, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE)
-        raise
-    except EvolinkAPIError as exc:
-        _fail_and_attach(task, exc, exc.type or exc.code, exc.message, payload=exc.body)
-        raise
-    except EvolinkError as exc:  # connection errors, configuration errors
-        _fail_and_attach(task, exc, exc.code, str(exc))
-        raise
-    result = apply_payload(task, answer, source=EventSource.SUBMIT)
-    if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
-        exc = EvolinkMalformedResponseError(
-            f"Evolink accepted the request but its answer could not be used ({result.outcome}).",
-            status=200,
-            body=answer,
-        )
-        _fail_and_attach(
-            task, exc, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
-        )
-        raise exc
-    return task
-
-
-def _fail_and_attach(
-    task: ImageTask, exc: EvolinkError, code: str, message: str, payload: Any = None
-) -> None:
-    if payload is None and isinstance(exc, EvolinkAPIError):
-        payload = {"error": exc.as_dict()}
-    fail_task(
-        task,
-        code=code or "evolink_error",
-        message=message,
-        source=EventSource.SUBMIT,
-        payload=payload if payload is not None else {"error": {"code": code, "message": message}},
-    )
-    exc.task = task
-
-
-def refresh_task(task: ImageTask, *, source: str = EventSource.REFRESH) -> ImageTask:
-    """Ask Evolink for the task now (``GET /v1/tasks/{id}``), apply the answer, return it.
-
-    A task Evolink no longer knows (404) is marked ``failed`` with the code
-    ``not_found_error``. A task never accepted by Evolink is returned unchanged.
-    """
-    if not task.evolink_id:
-        return task
-    try:
-        answer = get_client().get_task(task.evolink_id)
-    except EvolinkNotFoundError as exc:
-        fail_task(
-            task,
-            code="not_found_error",
-            message=exc.message or "Evolink no longer knows this task (expired or unknown).",
-            source=source,
-            payload=exc.body if isinstance(exc.body, dict) else {"error": exc.as_dict()},
-        )
-        return task
-    apply_payload(task, answer, source=source)
-    return task
+from .background.sweep import run_sweep
+from .core.services import create_task, refresh_task, submit_task
 
 
 def poll_due_tasks(*, all_tasks: bool = False, limit: int | None = None) -> dict[str, int]:
@@ -176,14 +17,7 @@ def poll_due_tasks(*, all_tasks: bool = False, limit: int | None = None) -> dict
     Returns counts (``claimed``, ``polled``, ``changed``, ``completed``, ``failed``,
     ``errors``, ...). Safe to run from several workers at once.
     """
-    from .sweep import run_sweep
-
     return run_sweep(all_tasks=all_tasks, limit=limit)
 
 
-__all__ = [
-    "create_task",
-    "poll_due_tasks",
-    "refresh_task",
-    "submit_task",
-]
+__all__ = ["create_task", "poll_due_tasks", "refresh_task", "submit_task"]

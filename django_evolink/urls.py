@@ -12,8 +12,8 @@ path                                    name                        view
 
 from django.urls import path
 
+from .api.callbacks import CallbackView
 from .api.views import TaskDetailView, TaskListCreateView, TaskRefreshView
-from .callbacks import CallbackView
 
 app_name = "evolink"
 

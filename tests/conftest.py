@@ -1,4 +1,4 @@
-"""Shared fixtures of the django-evolink test suite (helpers live in tests/helpers.py)."""
+"""Shared fixtures of the django-evolink test suite (helpers live in tests/support/)."""
 
 import io
 

@@ -1,4 +1,4 @@
-"""Settings of the real ``qcluster`` subprocesses started by tests/test_qcluster.py.
+"""Settings of the real ``qcluster`` subprocesses started by tests/background/test_qcluster.py.
 
 Everything variable comes from the environment set by the test: the database
 (``QC_DB_ENGINE``/``QC_DB_NAME``), the broker (``QC_BROKER`` = orm|redis), the emulator's

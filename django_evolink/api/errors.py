@@ -41,6 +41,7 @@ from ..exceptions import (
     EvolinkRateLimitError,
     EvolinkValidationError,
 )
+from .serializers import ImageTaskSerializer
 
 logger = logging.getLogger("django_evolink.api")
 
@@ -86,7 +87,6 @@ def detail_for(exc: EvolinkError) -> str:
 
 def error_response(exc: EvolinkError, *, task: Any = None, context: dict | None = None) -> Response:
     """The answer for an Evolink refusal or failure: ``{detail, code, task}``."""
-    from .serializers import ImageTaskSerializer
 
     if isinstance(exc, EvolinkValidationError):
         return Response(exc.errors, status=http.HTTP_400_BAD_REQUEST)

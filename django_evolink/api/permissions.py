@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import QuerySet
 from rest_framework.permissions import BasePermission
 
-from ..models import ImageTask
+from ..core.models import ImageTask
 
 
 def is_staff(user: Any) -> bool:

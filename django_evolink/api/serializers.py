@@ -16,9 +16,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
-from .. import catalogue
+from ..core.models import GeneratedImage, ImageTask, Status
+from ..evolink import catalogue
 from ..exceptions import EvolinkValidationError
-from ..models import GeneratedImage, ImageTask, Status
 
 
 class UsageSerializer(serializers.Serializer):

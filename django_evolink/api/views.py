@@ -22,9 +22,11 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import conf, schema, services, uploads
+from .. import conf
+from ..core import services
+from ..core.models import ImageTask
 from ..exceptions import EvolinkError, EvolinkValidationError
-from ..models import ImageTask
+from . import schema, uploads
 from .errors import error_response
 from .pagination import EvolinkPagination
 from .permissions import visible_tasks

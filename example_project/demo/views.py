@@ -10,7 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.static import serve
 
-from django_evolink import catalogue, conf
+from django_evolink import conf
+from django_evolink.evolink import catalogue
 
 #: Every sentence the page's script shows, translatable here (%s: a value filled in by JS).
 MESSAGES = {

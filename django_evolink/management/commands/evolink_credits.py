@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from ...evolink.client import get_client
+from ...exceptions import EvolinkError
+
 
 class Command(BaseCommand):
     help = _("Show the Evolink credit balance.")
 
     def handle(self, *args, **options):
-        from django_evolink.client import get_client
-        from django_evolink.exceptions import EvolinkError
-
         try:
             answer = get_client().get_credits()
         except EvolinkError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from django_evolink.emulator import cli
+from ...emulator import cli
 
 
 class Command(BaseCommand):

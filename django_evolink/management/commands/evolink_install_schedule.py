@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from ...background import schedule
+
 
 class Command(BaseCommand):
     help = _("Install the django-q2 Schedule of the poll sweep (idempotent; keeps edits).")
@@ -13,8 +15,6 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default")
 
     def handle(self, *args, database="default", **options):
-        from django_evolink import schedule
-
         if not schedule.schedule_table_exists(database):
             raise CommandError(_("django-q2's tables are missing: run 'manage.py migrate' first."))
         obj, created = schedule.install_schedule(using=database)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from ...background.queue import enqueue_sweep
+from ...background.sweep import run_sweep
+
 
 class Command(BaseCommand):
     help = _("Run one poll sweep over due Evolink tasks (--all: every unfinished task).")
@@ -22,13 +25,11 @@ class Command(BaseCommand):
         if limit is not None and limit < 1:
             raise CommandError(_("--limit must be a whole number >= 1."))
         if enqueue:
-            from django_evolink.tasks import enqueue_sweep
 
             enqueue_sweep(all_tasks=all_tasks)
             self.stdout.write(_("Sweep enqueued."))
             return
-        from django_evolink.services import poll_due_tasks
 
-        counts = poll_due_tasks(all_tasks=all_tasks, limit=limit)
+        counts = run_sweep(all_tasks=all_tasks, limit=limit)
         shown = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or _("nothing to do")
         self.stdout.write(_("Sweep done: %(counts)s") % {"counts": shown})

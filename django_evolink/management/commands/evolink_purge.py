@@ -9,6 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ... import conf
+from ...core.models import FINAL_STATUSES, GeneratedImage, ImageTask, TaskEvent
+
 BATCH = 500
 
 
@@ -24,9 +27,6 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=BATCH)
 
     def handle(self, *args, days=None, dry_run=False, batch_size=BATCH, **options):
-        from django_evolink import conf
-        from django_evolink.models import FINAL_STATUSES, GeneratedImage, ImageTask, TaskEvent
-
         if days is None:
             days = conf.get("RETENTION_DAYS")
         if days is None:

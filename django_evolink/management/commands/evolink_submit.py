@@ -9,6 +9,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from ... import conf
+from ...background.downloads import download_task_images
+from ...core import services
+from ...core.models import Status
+from ...evolink import catalogue
+from ...evolink.client import get_client
+from ...exceptions import EvolinkError, EvolinkValidationError
+
 BAR = 30
 
 
@@ -41,10 +49,6 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------------ inputs
     def _image_url(self, value: str, spec) -> str:
-        from django_evolink import catalogue
-        from django_evolink.client import get_client
-        from django_evolink.exceptions import EvolinkError
-
         if value.lower().startswith(("http://", "https://")):
             return value
         if not os.path.isfile(value):
@@ -70,8 +74,6 @@ class Command(BaseCommand):
     # ------------------------------------------------------------------ main
     def handle(self, *args, prompt, images, n=None, model=None, wait=False, timeout=None,
                interval=2.0, poll_here=False, **options):
-        from django_evolink import catalogue, conf, services
-        from django_evolink.exceptions import EvolinkError, EvolinkValidationError
 
         try:
             spec = catalogue.get_spec(model)
@@ -92,11 +94,6 @@ class Command(BaseCommand):
         self._wait(task, here, limit, max(0.05, interval))
 
     def _wait(self, task, here: bool, limit: float, interval: float) -> None:
-        from django_evolink import services
-        from django_evolink.downloads import download_task_images
-        from django_evolink.exceptions import EvolinkError
-        from django_evolink.models import Status
-
         deadline = time.monotonic() + limit
         tty = self.stdout.isatty()
         last = None

@@ -1,0 +1,373 @@
+"""Copy result images from Evolink's short-lived links into the site's storage.
+
+Evolink's result URLs work for 24 hours. :func:`download_task_images` (run by a django-q2
+worker, enqueued on commit when a task completes, and re-enqueued by the sweep when a
+retry is due or a job was lost) stores each image once:
+
+- only ``http(s)``; every hop of a redirect is checked with :func:`url_policy.check_url`
+  (private/loopback addresses refused unless ``ALLOW_PRIVATE_URLS``), and the address
+  each connection actually reached is checked again before the request is sent (a name
+  that resolves to a private address only when connecting: DNS rebinding); redirects are
+  followed by hand, at most :data:`MAX_REDIRECTS`;
+- streamed to a spooled temporary file (bounded memory), refused above
+  ``DOWNLOAD_MAX_BYTES``; the content must decode with Pillow (width/height recorded);
+- saved at the deterministic path of :func:`models.result_upload_to`;
+- idempotent: an image already stored is never downloaded again; an attempt first
+  claims the image (compare-and-set on ``next_download_at``), and the file is recorded
+  with a conditional UPDATE, so two workers racing store one file;
+- a failure that may pass (connection error, 5xx, 429, truncated body) is retried with
+  exponential backoff (``DOWNLOAD_BACKOFF`` .. ``DOWNLOAD_BACKOFF_MAX``) until the link
+  would have expired (``source_expires_at`` / ``DOWNLOAD_RETRY_HOURS``); a failure that
+  will not (4xx, not an image, too large, refused address) or the deadline records
+  ``download_error`` on the image.
+
+``task_images_stored`` is sent once per task when all its images are stored
+(``ImageTask.images_stored_at`` set by a conditional UPDATE).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+from datetime import datetime, timedelta
+from typing import IO, Any
+from urllib.parse import urljoin
+
+import requests
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .. import conf, signals
+from ..core.models import GeneratedImage, ImageTask, Status, result_upload_to
+from ..evolink import url_policy
+
+logger = logging.getLogger("django_evolink.downloads")
+
+#: Redirect hops followed before giving up.
+MAX_REDIRECTS = 5
+#: Image formats accepted from Evolink, with the extension of the stored file.
+FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+_CHUNK = 64 * 1024
+_SPOOL = 1024 * 1024
+USER_AGENT = "django-evolink (result download)"
+
+
+class DownloadError(Exception):
+    """A failed download; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+# ----------------------------------------------------------------------------- fetching
+
+
+class PrivatePeerError(Exception):
+    """The connection reached a private address although the name was checked as public
+    (DNS rebinding between the check and the connection)."""
+
+
+class _PeerCheckMixin:
+    """Checks the address a connection actually reached, before anything is sent."""
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        if not conf.get("ALLOW_PRIVATE_URLS"):
+            try:
+                peer = sock.getpeername()[0]
+            except OSError:
+                peer = ""
+            if url_policy.is_private_address(str(peer)):
+                sock.close()
+                raise PrivatePeerError(peer)
+        return sock
+
+
+class _CheckedHTTPConnection(_PeerCheckMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_PeerCheckMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class PeerCheckingAdapter(HTTPAdapter):
+    """A requests adapter whose direct connections refuse private peers (a proxy the
+    site configured, e.g. HTTPS_PROXY, is the site's own egress choice and is not checked)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool, "https": _CheckedHTTPSPool,
+        }
+
+
+def _get(session: requests.Session, url: str) -> requests.Response:
+    timeout = (float(conf.get("CONNECT_TIMEOUT")), float(conf.get("DOWNLOAD_TIMEOUT")))
+    try:
+        return session.get(url, stream=True, allow_redirects=False, timeout=timeout,
+                           headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
+    except PrivatePeerError:
+        raise DownloadError(
+            gettext("Refused to download: %(why)s")
+            % {"why": gettext("the host resolved to a private or loopback address when "
+                              "connecting (DNS rebinding).")},
+            permanent=True,
+        )
+    except requests.RequestException as exc:
+        raise DownloadError(
+            gettext("The download failed (%(error)s).") % {"error": type(exc).__name__},
+            permanent=isinstance(exc, (requests.exceptions.InvalidURL,
+                                       requests.exceptions.InvalidSchema,
+                                       requests.exceptions.MissingSchema)),
+        )
+
+
+def _read_capped(response: requests.Response, max_bytes: int) -> IO[bytes]:
+    length = response.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise DownloadError(
+            gettext("The image is %(size)d bytes; at most %(max)d bytes "
+                    "(EVOLINK['DOWNLOAD_MAX_BYTES']) are allowed.")
+            % {"size": int(length), "max": max_bytes},
+            permanent=True,
+        )
+    buf = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115 (returned)
+    total = 0
+    try:
+        for chunk in response.iter_content(_CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise DownloadError(
+                    gettext("The image is larger than %(max)d bytes "
+                            "(EVOLINK['DOWNLOAD_MAX_BYTES']).") % {"max": max_bytes},
+                    permanent=True,
+                )
+            buf.write(chunk)
+    except requests.RequestException as exc:
+        buf.close()
+        raise DownloadError(
+            gettext("The download was interrupted (%(error)s).") % {"error": type(exc).__name__},
+            permanent=False,
+        )
+    except DownloadError:
+        buf.close()
+        raise
+    if length and length.isdigit() and total < int(length):
+        buf.close()
+        raise DownloadError(gettext("The download was cut short."), permanent=False)
+    buf.seek(0)
+    return buf
+
+
+def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
+    """Download ``url`` under the rules of this module.
+
+    Returns ``(file, info)`` with ``info`` = ``{"format", "extension", "width",
+    "height", "size"}``; the caller closes the file. Raises :class:`DownloadError`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    max_bytes = int(conf.get("DOWNLOAD_MAX_BYTES"))
+    with requests.Session() as session:
+        session.mount("http://", PeerCheckingAdapter())
+        session.mount("https://", PeerCheckingAdapter())
+        for _hop in range(MAX_REDIRECTS + 1):
+            problem = url_policy.check_url(url, schemes=("http", "https"))
+            if problem:
+                raise DownloadError(gettext("Refused to download: %(why)s") % {"why": problem},
+                                    permanent=True)
+            response = _get(session, url)
+            with response:
+                if response.is_redirect:
+                    location = response.headers.get("Location") or ""
+                    if not location:
+                        raise DownloadError(gettext("A redirect without a Location header."),
+                                            permanent=True)
+                    url = urljoin(url, location)
+                    continue
+                status = response.status_code
+                if status != 200:
+                    transient = status in (408, 425, 429) or status >= 500
+                    raise DownloadError(
+                        gettext("The image link answered HTTP %(status)d.") % {"status": status},
+                        permanent=not transient,
+                    )
+                buf = _read_capped(response, max_bytes)
+                break
+        else:
+            raise DownloadError(
+                gettext("More than %(n)d redirects.") % {"n": MAX_REDIRECTS}, permanent=True
+            )
+    size = buf.seek(0, 2)
+    buf.seek(0)
+    try:
+        with Image.open(buf) as img:
+            fmt = (img.format or "").upper()
+            width, height = img.size
+            if fmt not in FORMAT_EXTENSIONS:
+                raise DownloadError(
+                    gettext("The file is a %(fmt)s image; allowed: %(allowed)s.")
+                    % {"fmt": fmt or "unknown", "allowed": ", ".join(sorted(FORMAT_EXTENSIONS))},
+                    permanent=True,
+                )
+            img.load()
+    except DownloadError:
+        buf.close()
+        raise
+    except Image.DecompressionBombError:
+        buf.close()
+        raise DownloadError(gettext("The image has too many pixels to be decoded safely."),
+                            permanent=True)
+    except UnidentifiedImageError:
+        buf.close()
+        raise DownloadError(gettext("The file is not an image."), permanent=True)
+    except (OSError, SyntaxError, ValueError):
+        buf.close()
+        raise DownloadError(gettext("The image is truncated or corrupt."), permanent=False)
+    buf.seek(0)
+    return buf, {"format": fmt, "extension": FORMAT_EXTENSIONS[fmt], "width": width,
+                 "height": height, "size": size}
+
+
+# ----------------------------------------------------------------------------- storing
+
+
+def download_deadline(image: GeneratedImage) -> datetime:
+    """The last moment a download of ``image`` is worth trying."""
+    deadline = image.created_at + timedelta(hours=float(conf.get("DOWNLOAD_RETRY_HOURS")))
+    if image.source_expires_at is not None:
+        deadline = min(deadline, image.source_expires_at)
+    return deadline
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next try after ``attempts`` failed ones (jittered +-25 %)."""
+    base = float(conf.get("DOWNLOAD_BACKOFF")) * (2 ** max(0, min(attempts - 1, 30)))
+    return min(float(conf.get("DOWNLOAD_BACKOFF_MAX")), base) * random.uniform(0.75, 1.25)
+
+
+def _claim(image: GeneratedImage, now: datetime) -> bool:
+    lease = timedelta(seconds=float(conf.get("DOWNLOAD_LEASE_SECONDS")))
+    return bool(GeneratedImage.objects.filter(
+        pk=image.pk, file="", next_download_at=image.next_download_at,
+        download_attempts=image.download_attempts,
+    ).update(next_download_at=now + lease))
+
+
+def _store(image: GeneratedImage, buf: IO[bytes], info: dict[str, Any], now: datetime) -> str:
+    storage = conf.storage()
+    name = result_upload_to(image, f"{image.index}.{info['extension']}")
+    if storage.exists(name):
+        image.refresh_from_db(fields=["file"])
+        if image.file:
+            return "already"
+        storage.delete(name)  # left by an attempt that died before recording it
+    saved = storage.save(name, File(buf, name=name))
+    written = GeneratedImage.objects.filter(pk=image.pk, file="").update(
+        file=saved, width=info["width"], height=info["height"], downloaded_at=now,
+        next_download_at=None, download_error="", download_attempts=F("download_attempts") + 1,
+    )
+    if not written:  # another worker recorded the image first: keep its file only
+        image.refresh_from_db(fields=["file"])
+        if image.file.name != saved:
+            storage.delete(saved)
+        return "already"
+    image.refresh_from_db()
+    return "stored"
+
+
+def download_image(image: GeneratedImage, *, force: bool = False) -> str:
+    """Store one image; returns ``"stored"``, ``"already"`` (stored before),
+    ``"busy"`` (another attempt holds it, or its retry is not due), ``"retry"``
+    (failed, retry scheduled) or ``"failed"`` (``download_error`` recorded).
+
+    ``force`` tries even when a retry is not due or an error was recorded.
+    """
+    now = timezone.now()
+    if image.file:
+        return "already"
+    if not force and image.download_error:
+        return "failed"
+    if not force and image.next_download_at is not None and image.next_download_at > now:
+        return "busy"
+    if not _claim(image, now):
+        image.refresh_from_db()
+        return "already" if image.file else "busy"
+    try:
+        buf, info = fetch_image(image.source_url)
+    except DownloadError as exc:
+        attempts = image.download_attempts + 1
+        next_at = now + timedelta(seconds=retry_delay(attempts))
+        if exc.permanent or next_at >= download_deadline(image):
+            message = str(exc)
+            if not exc.permanent:
+                message = gettext("%(error)s Gave up: the link expires before another try.") % {
+                    "error": message}
+            GeneratedImage.objects.filter(pk=image.pk, file="").update(
+                download_error=message[:2000], next_download_at=None, download_attempts=attempts
+            )
+            logger.warning("task %s image %s: download failed: %s", image.task_id, image.index,
+                           message)
+            image.refresh_from_db()
+            return "failed"
+        GeneratedImage.objects.filter(pk=image.pk, file="").update(
+            next_download_at=next_at, download_attempts=attempts
+        )
+        logger.info("task %s image %s: download failed (%s), retry at %s", image.task_id,
+                    image.index, exc, next_at.isoformat())
+        image.refresh_from_db()
+        return "retry"
+    try:
+        return _store(image, buf, info, timezone.now())
+    finally:
+        buf.close()
+
+
+def mark_images_stored(task: ImageTask | Any) -> bool:
+    """Set ``images_stored_at`` once all images of the task are stored, and send
+    ``task_images_stored`` (once: the UPDATE is conditional). Returns True when sent."""
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    images = GeneratedImage.objects.filter(task_id=task_id)
+    if not images.exists() or images.filter(file="").exists():
+        return False
+    with transaction.atomic():
+        marked = ImageTask.objects.filter(pk=task_id, images_stored_at__isnull=True).update(
+            images_stored_at=timezone.now()
+        )
+        if marked:
+            stored = ImageTask.objects.get(pk=task_id)
+            transaction.on_commit(
+                lambda: signals.task_images_stored.send(sender=ImageTask, task=stored),
+                robust=True,
+            )
+    return bool(marked)
+
+
+def download_task_images(task_id: Any, *, force: bool = False) -> dict[str, int]:
+    """Store every not-yet-stored image of a completed task; returns counts by result
+    (``stored``, ``already``, ``busy``, ``retry``, ``failed``)."""
+    counts = dict.fromkeys(("stored", "already", "busy", "retry", "failed"), 0)
+    task = ImageTask.objects.filter(pk=task_id).first()
+    if task is None or task.status != Status.COMPLETED:
+        return counts
+    for image in task.images.order_by("index"):
+        counts[download_image(image, force=force)] += 1
+    mark_images_stored(task)
+    return counts

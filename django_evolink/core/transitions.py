@@ -1,0 +1,405 @@
+"""The one transition function: every Evolink answer about a task goes through here.
+
+Submit answers, poll answers, refreshes, callbacks, admin re-applies and local
+decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
+:func:`fail_task`. Each call
+
+1. records a :class:`TaskEvent` and applies it in one transaction (one commit per
+   delivery; nothing is acknowledged before it): an apply that fails is rolled back as
+   a whole and the event is recorded again on its own, with the outcome ``error``,
+   before the exception is re-raised, so the delivery survives the failure;
+2. locks the task row (``select_for_update``), checks the payload belongs to the
+   task and is well-formed;
+3. only moves forward: queued < pending < processing < final; progress never
+   decreases; a final status never changes; an unknown status is recorded, not
+   applied;
+4. records result images idempotently on completion;
+5. sends the signals once per change, after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import signals
+from ..evolink.payloads import PayloadError, Update, parse_payload, storable
+from . import hooks
+from .models import (
+    FINAL_STATUSES,
+    STATUS_RANK,
+    EventOutcome,
+    EventSource,
+    GeneratedImage,
+    ImageTask,
+    Status,
+    TaskEvent,
+)
+from .poll_policy import first_poll_at
+
+logger = logging.getLogger("django_evolink.transitions")
+
+#: How long Evolink keeps result links alive.
+RESULT_LINK_LIFETIME = timedelta(hours=24)
+
+
+@dataclass
+class ApplyResult:
+    """What applying one payload did."""
+
+    task: ImageTask
+    event: TaskEvent
+    outcome: str
+    changed: bool
+    old_status: str = ""
+    new_status: str = ""
+    changed_fields: list[str] = field(default_factory=list)
+
+    @property
+    def status_changed(self) -> bool:
+        return self.old_status != self.new_status
+
+
+def record_event(
+    task: ImageTask | Any,
+    source: str,
+    payload: Any,
+    *,
+    headers: dict | None = None,
+    remote_addr: str | None = None,
+    note: str = "",
+    defer: bool = False,
+) -> TaskEvent:
+    """Store a delivery before anything is applied.
+
+    ``defer=True``: return the event unsaved; :func:`apply_payload` (given it as
+    ``event``) inserts it, with its outcome, in the transaction that applies it, so it is
+    committed exactly when the apply is (and recorded alone, as ``error``, when the
+    apply fails). The caller must not acknowledge the delivery before that.
+    """
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    event = _new_event(
+        task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
+    )
+    if not defer:
+        event.save(force_insert=True)
+    return event
+
+
+def _merge(task: ImageTask, update: Update, now) -> tuple[str, list[str]]:
+    """Apply ``update`` to the locked ``task`` in memory; return (outcome, fields)."""
+    if task.status in FINAL_STATUSES:
+        return (EventOutcome.UNCHANGED if update.status == task.status else EventOutcome.STALE), []
+    old_rank, new_rank = STATUS_RANK[task.status], STATUS_RANK[update.status]
+    if new_rank < old_rank:
+        return EventOutcome.STALE, []
+    fields: list[str] = []
+
+    def put(name: str, value: Any) -> None:
+        if value is not None and getattr(task, name) != value:
+            setattr(task, name, value)
+            fields.append(name)
+
+    if update.status != task.status:
+        put("status", update.status)
+    progress = 100 if update.status == Status.COMPLETED else update.progress
+    if progress is not None and progress > task.progress:
+        put("progress", progress)
+    for name in ("billing_rule", "credits_reserved", "user_group", "estimated_time", "can_cancel"):
+        put(name, getattr(update, name))
+    if update.status in FINAL_STATUSES:
+        put("completed_at", now)
+        if update.status != Status.COMPLETED:
+            default_code = "task_cancelled" if update.status == Status.CANCELLED else "task_failed"
+            put("error_code", update.error_code or default_code)
+            put(
+                "error_message",
+                update.error_message
+                or (
+                    "Evolink cancelled the task."
+                    if update.status == Status.CANCELLED
+                    else "Evolink reported the task as failed."
+                ),
+            )
+        for name in ("next_poll_at", "lease_token", "lease_until"):
+            if getattr(task, name) is not None:
+                setattr(task, name, None)
+                fields.append(name)
+    return (EventOutcome.APPLIED if fields else EventOutcome.UNCHANGED), fields
+
+
+def _record_images(task: ImageTask, results: list[str], now) -> None:
+    GeneratedImage.objects.bulk_create(
+        [
+            GeneratedImage(
+                task=task,
+                index=i,
+                source_url=url,
+                source_expires_at=now + RESULT_LINK_LIFETIME,
+                next_download_at=now,
+            )
+            for i, url in enumerate(results)
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _after_commit(task: ImageTask, old: str, new: str) -> None:
+    def send() -> None:
+        signals.task_status_changed.send(
+            sender=ImageTask, task=task, old_status=old, new_status=new
+        )
+        if new == Status.COMPLETED:
+            signals.task_completed.send(sender=ImageTask, task=task)
+        elif new in FINAL_STATUSES:
+            signals.task_failed.send(sender=ImageTask, task=task)
+
+    transaction.on_commit(send, robust=True)
+    if new == Status.COMPLETED:
+        transaction.on_commit(lambda: hooks.announce_images_recorded(task.pk), robust=True)
+
+
+def _new_event(
+    task_id: Any,
+    source: str,
+    payload: Any,
+    *,
+    headers: dict | None = None,
+    remote_addr: str | None = None,
+    note: str = "",
+) -> TaskEvent:
+    """The event of a delivery, not saved yet: :func:`finish_event` inserts it together
+    with its outcome, in the transaction that applies it (one statement, not two)."""
+    return TaskEvent(
+        task_id=task_id,
+        source=source,
+        payload=storable(payload),
+        headers=headers or {},
+        remote_addr=remote_addr,
+        note=note,
+    )
+
+
+def finish_event(event: TaskEvent, **values: Any) -> None:
+    """Store the outcome of ``event``: insert it when it is new (deferred), update it
+    otherwise."""
+    for name, value in values.items():
+        setattr(event, name, value)
+    if event.pk is None:
+        event.save(force_insert=True)
+    else:
+        TaskEvent.objects.filter(pk=event.pk).update(**values)
+
+
+def _apply(
+    task_id: Any,
+    update: Update | None,
+    event: TaskEvent,
+    source: str,
+    error: PayloadError | None = None,
+) -> ApplyResult:
+    """Lock the task, merge ``update`` forward-only, save it and store the event's outcome.
+
+    Runs inside the caller's transaction (see :func:`_record_and_apply`) and raises when
+    anything fails; the caller rolls back and records the delivery as ``error``.
+    """
+    now = timezone.now()
+    task = ImageTask.objects.select_for_update().get(pk=task_id)
+    old = task.status
+    if error is not None:
+        outcome, fields = error.outcome, []
+        note = str(error)
+    elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
+        if task.evolink_id is None and source == EventSource.SUBMIT:
+            task.evolink_id = update.evolink_id
+            outcome, fields = _merge(task, update, now)
+            fields = ["evolink_id", *fields]
+            note = ""
+        else:
+            outcome, fields, note = (
+                EventOutcome.WRONG_TASK,
+                [],
+                (f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"),
+            )
+    else:
+        outcome, fields = _merge(task, update, now)
+        note = ""
+    if source == EventSource.CALLBACK and outcome in (
+        EventOutcome.APPLIED,
+        EventOutcome.UNCHANGED,
+        EventOutcome.STALE,
+    ):
+        task.callback_received_at = now
+        fields.append("callback_received_at")
+    if fields:
+        outcome = (
+            EventOutcome.APPLIED
+            if outcome == EventOutcome.UNCHANGED
+            and any(f != "callback_received_at" for f in fields)
+            else outcome
+        )
+        if "evolink_id" in fields and task.submitted_at is None:
+            task.submitted_at = now
+            fields.append("submitted_at")
+        if task.status not in FINAL_STATUSES and task.next_poll_at is None and task.evolink_id:
+
+            task.next_poll_at = first_poll_at(task, now)
+            fields.append("next_poll_at")
+        update_fields = [*dict.fromkeys(fields), "updated_at"]
+        if "evolink_id" in fields:
+            # the submit answer: another task may already carry this Evolink id (unique)
+            try:
+                with transaction.atomic():
+                    task.save(update_fields=update_fields)
+            except IntegrityError as exc:
+                finish_event(
+                    event,
+                    outcome=EventOutcome.WRONG_TASK,
+                    changed=False,
+                    status_before=old,
+                    status_after=old,
+                    note=f"{type(exc).__name__}: evolink id already used",
+                )
+                task = ImageTask.objects.get(pk=task_id)
+                return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, old, old)
+        else:
+            task.save(update_fields=update_fields)
+    if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
+        _record_images(task, update.results, now)
+    changed = outcome == EventOutcome.APPLIED
+    finish_event(
+        event,
+        outcome=outcome,
+        changed=changed,
+        status_before=old,
+        status_after=task.status,
+        note=(event.note + "\n" + note).strip() if note else event.note,
+    )
+    if task.status != old:
+        _after_commit(task, old, task.status)
+    if changed or outcome not in (EventOutcome.UNCHANGED,):
+        logger.info("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status, outcome)
+    return ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
+
+
+def _record_and_apply(
+    task_id: Any,
+    update: Update | None,
+    error: PayloadError | None,
+    source: str,
+    event: TaskEvent,
+    then: Callable[[ApplyResult], None] | None = None,
+) -> ApplyResult:
+    """Record ``event`` and apply it in one transaction (a savepoint inside a caller's).
+
+    When anything fails, that transaction is rolled back as a whole - nothing of the
+    apply is half-written - and the delivery is recorded again on its own with the
+    outcome ``error`` before the exception is re-raised. Signals and download jobs are
+    registered with ``on_commit`` inside it, so they run once, after the commit, and
+    never for a rolled-back apply.
+    """
+    new, base_note = event.pk is None, event.note
+    try:
+        with transaction.atomic():
+            result = _apply(task_id, update, event, source, error)
+            if then is not None:
+                then(result)
+    except Exception as exc:
+        logger.exception("Applying a %s event to task %s failed", source, task_id)
+        try:
+            with transaction.atomic():
+                if new:
+                    event.pk = None  # its insert, if any, was rolled back with the apply
+                finish_event(
+                    event,
+                    outcome=EventOutcome.ERROR,
+                    changed=False,
+                    status_before="",
+                    status_after="",
+                    note=(base_note + "\n" + f"{type(exc).__name__}: {exc}").strip()[:2000],
+                )
+        except Exception:  # e.g. the database is gone: the caller's exception says why
+            logger.exception("The failed %s event of task %s could not be recorded",
+                             source, task_id)
+        raise
+    return result
+
+
+def apply_payload(
+    task: ImageTask | Any,
+    payload: Any,
+    *,
+    source: str,
+    headers: dict | None = None,
+    remote_addr: str | None = None,
+    note: str = "",
+    event: TaskEvent | None = None,
+    update: Update | None = None,
+    then: Callable[[ApplyResult], None] | None = None,
+) -> ApplyResult:
+    """Record ``payload`` as an event of ``task``, then apply it forward-only.
+
+    ``task`` is an :class:`ImageTask` or its primary key. Returns an
+    :class:`ApplyResult`; malformed payloads, payloads of another task, stale and
+    duplicate payloads are recorded and reported in ``outcome``, never raised.
+
+    The event and the apply are one transaction, committed together (or, inside a
+    caller's transaction, one savepoint); when the apply fails the event is still
+    recorded, with the outcome ``error``, and the exception re-raised. ``event``: the
+    delivery already recorded by the caller. ``update``: ``payload`` already parsed by
+    the caller (:func:`parse_payload`), so it is not parsed twice. ``then``: called with
+    the result inside the same transaction, the task row still locked, for writes that
+    must commit together with the apply (the sweep's lease-fenced schedule).
+    """
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    error = None
+    if update is None:
+        try:
+            update = parse_payload(payload)
+        except PayloadError as exc:
+            error = exc
+    if event is None:
+        event = _new_event(
+            task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
+        )
+    result = _record_and_apply(task_id, update, error, source, event, then)
+    if isinstance(task, ImageTask):
+        _refresh_instance(task, result.task)
+    return result
+
+
+def fail_task(
+    task: ImageTask | Any,
+    *,
+    code: str,
+    message: str,
+    source: str = EventSource.SYSTEM,
+    payload: Any = None,
+    status: str = Status.FAILED,
+) -> ApplyResult:
+    """Mark ``task`` failed (or cancelled) by a local decision, through the same path.
+
+    Does nothing to a task that is already final (recorded as stale/unchanged).
+    """
+    task_id = task.pk if isinstance(task, ImageTask) else task
+    if payload is None:
+        payload = {"status": status, "error": {"code": code, "message": message}, "local": True}
+    event = _new_event(task_id, source, payload, note=message[:500])
+    update = Update(status=status, error_code=code[:64], error_message=message)
+    result = _record_and_apply(task_id, update, None, source, event)
+    if isinstance(task, ImageTask):
+        _refresh_instance(task, result.task)
+    return result
+
+
+def _refresh_instance(target: ImageTask, source: ImageTask) -> None:
+    if target is source:
+        return
+    for f in ImageTask._meta.concrete_fields:
+        setattr(target, f.attname, getattr(source, f.attname))

@@ -1,0 +1,148 @@
+"""Result downloads: streaming, caps, Pillow, SSRF rules, retries, idempotence, signal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import responses
+from django.utils import timezone
+
+from django_evolink import signals
+from django_evolink.background import downloads
+from django_evolink.models import GeneratedImage, Status
+from tests.conftest import make_image_bytes
+from tests.support.background import db_task, emulated_task
+
+pytestmark = pytest.mark.django_db
+PUBLIC = "https://93.184.216.34"  # a public address literal: no DNS needed
+
+
+def _image(url: str, **extra) -> GeneratedImage:
+    task = db_task("task-unified-0-" + str(GeneratedImage.objects.count()),
+                   status=Status.COMPLETED, next_poll_at=None)
+    now = timezone.now()
+    fields = {"source_url": url, "source_expires_at": now + dt.timedelta(hours=24),
+              "next_download_at": now}
+    fields.update(extra)
+    return GeneratedImage.objects.create(task=task, index=0, **fields)
+
+
+def test_emulator_results_stored_once_with_signal(evolink_emulator,
+                                                  django_capture_on_commit_callbacks):
+    remote = emulated_task(evolink_emulator, duration=0.1, n=2)
+    evolink_emulator.clock.advance(1)
+    task = db_task(remote.id, status=Status.COMPLETED, next_poll_at=None)
+    now = timezone.now()
+    for i, url in enumerate(remote.result_urls()):
+        GeneratedImage.objects.create(task=task, index=i, source_url=url, next_download_at=now,
+                                      source_expires_at=now + dt.timedelta(hours=24))
+    sent = []
+    signals.task_images_stored.connect(lambda task, **kw: sent.append(task.pk), weak=False,
+                                       dispatch_uid="t-dl")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            counts = downloads.download_task_images(task.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            again = downloads.download_task_images(task.pk, force=True)
+    finally:
+        signals.task_images_stored.disconnect(dispatch_uid="t-dl")
+    assert counts["stored"] == 2 and again == {**again, "already": 2, "stored": 0}
+    assert evolink_emulator.requests.count("GET", "/files/results/*") == 2
+    images = list(task.images.order_by("index"))
+    assert [i.file.name for i in images] == [f"evolink/results/{task.pk}/{i}.png" for i in (0, 1)]
+    assert all(i.width and i.height and i.downloaded_at for i in images)
+    task.refresh_from_db()
+    assert task.images_stored_at is not None and sent == [task.pk]
+
+
+def test_expired_results_record_a_download_error(evolink_emulator):
+    remote = emulated_task(evolink_emulator, duration=0.1)
+    evolink_emulator.clock.advance(1)
+    evolink_emulator.expire_results(remote.id)
+    image = _image(remote.result_urls()[0])
+    assert downloads.download_image(image) == "failed"
+    image.refresh_from_db()
+    assert "404" in image.download_error and not image.file and image.next_download_at is None
+
+
+@responses.activate
+def test_transient_errors_retry_with_backoff_until_the_deadline(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "DOWNLOAD_BACKOFF": 60.0}
+    responses.get(f"{PUBLIC}/r.png", status=503)
+    image = _image(f"{PUBLIC}/r.png")
+    assert downloads.download_image(image) == "retry"
+    image.refresh_from_db()
+    assert image.download_attempts == 1 and image.next_download_at > timezone.now()
+    assert downloads.download_image(image) == "busy"  # retry not due yet
+    soon = timezone.now() + dt.timedelta(seconds=30)
+    GeneratedImage.objects.filter(pk=image.pk).update(next_download_at=timezone.now(),
+                                                      source_expires_at=soon)
+    image.refresh_from_db()
+    assert downloads.download_image(image) == "failed"
+    image.refresh_from_db()
+    assert "Gave up" in image.download_error and image.download_attempts == 2
+
+
+@responses.activate
+@pytest.mark.parametrize("case", ["too_big_header", "too_big_stream", "not_image", "http_404"])
+def test_permanent_failures(settings, case):
+    settings.EVOLINK = {**settings.EVOLINK, "DOWNLOAD_MAX_BYTES": 1000}
+    url = f"{PUBLIC}/r.png"
+    if case == "too_big_header":
+        responses.get(url, body=b"x" * 10, headers={"Content-Length": "5000"})
+    elif case == "too_big_stream":
+        responses.get(url, body=make_image_bytes(600, 600))
+    elif case == "not_image":
+        responses.get(url, body=b"<html>hello</html>")
+    else:
+        responses.get(url, status=404)
+    image = _image(url)
+    assert downloads.download_image(image) == "failed"
+    image.refresh_from_db()
+    assert image.download_error and image.download_attempts == 1
+
+
+@responses.activate
+def test_redirects_followed_and_each_hop_checked(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "ALLOW_PRIVATE_URLS": False}
+    png = make_image_bytes(400, 300)
+    responses.get(f"{PUBLIC}/a.png", status=302, headers={"Location": "/b.png"})
+    responses.get(f"{PUBLIC}/b.png", body=png, content_type="image/png")
+    image = _image(f"{PUBLIC}/a.png")
+    assert downloads.download_image(image) == "stored"
+    image.refresh_from_db()
+    assert (image.width, image.height) == (400, 300)
+    responses.get(f"{PUBLIC}/evil.png", status=302,
+                  headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    evil = _image(f"{PUBLIC}/evil.png")
+    assert downloads.download_image(evil) == "failed"
+    evil.refresh_from_db()
+    assert "private" in evil.download_error
+    assert len(responses.calls) == 3  # the metadata address was never requested
+
+
+def test_only_http_and_no_private_addresses(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "ALLOW_PRIVATE_URLS": False}
+    for url in ("ftp://93.184.216.34/r.png", "http://127.0.0.1:9/r.png", "http://10.0.0.1/r.png"):
+        image = _image(url)
+        assert downloads.download_image(image) == "failed", url
+
+
+@responses.activate
+def test_two_workers_racing_store_one_file():
+    responses.get(f"{PUBLIC}/r.png", body=make_image_bytes(400, 400))
+    image = _image(f"{PUBLIC}/r.png")
+    stale = GeneratedImage.objects.get(pk=image.pk)  # the second worker read the same row
+    assert downloads.download_image(image) == "stored"
+    assert downloads.download_image(stale) in ("already", "busy")
+    assert len(responses.calls) == 1
+    # a worker whose claim expired still stores one file, at the deterministic path
+    from django_evolink import conf
+
+    GeneratedImage.objects.filter(pk=image.pk).update(file="")
+    image.refresh_from_db()
+    assert downloads.download_image(image, force=True) == "stored"
+    storage = conf.storage()
+    _, files = storage.listdir(f"evolink/results/{image.task_id}")
+    assert files == ["0.png"]

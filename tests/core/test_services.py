@@ -1,0 +1,182 @@
+"""services.create_task / submit_task / refresh_task against canned Evolink answers."""
+
+import json
+
+import pytest
+import requests
+import responses
+
+from django_evolink import services
+from django_evolink.core.tokens import hash_token
+from django_evolink.exceptions import (
+    EvolinkAuthenticationError,
+    EvolinkConnectionError,
+    EvolinkInsufficientQuotaError,
+    EvolinkInvalidRequestError,
+    EvolinkMalformedResponseError,
+    EvolinkOutcomeUnknownError,
+    EvolinkRateLimitError,
+    EvolinkValidationError,
+)
+from django_evolink.models import ImageTask, Status
+from tests.support.evolink_samples import API_KEY, TASK_ID, error_answer, result_urls, task_answer
+
+pytestmark = pytest.mark.django_db
+
+BASE = "https://api.evolink.test"
+CREATE = f"{BASE}/v1/images/generations"
+GET = f"{BASE}/v1/tasks/{TASK_ID}"
+URLS = ["https://example.com/a.png"]
+
+
+@pytest.fixture
+def rsps():
+    with responses.RequestsMock() as r:
+        yield r
+
+
+def test_create_task_saves_submits_and_applies(rsps, user):
+    rsps.post(CREATE, json=task_answer())
+    task = services.create_task(prompt="a cat", image_urls=URLS, n=2, user=user)
+    task.refresh_from_db()
+    assert task.status == Status.PENDING and task.evolink_id == TASK_ID
+    assert task.user == user and task.n == 2 and task.model == "wan2.5-image-to-image"
+    sent = json.loads(rsps.calls[0].request.body)
+    assert sent == {"model": "wan2.5-image-to-image", "prompt": "a cat", "image_urls": URLS, "n": 2}
+    assert list(task.events.values_list("source", "outcome")) == [("submit", "applied")]
+
+
+def test_callback_url_sent_with_a_token_stored_only_as_hash(rsps, settings):
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": "https://www.example.com"}
+    rsps.post(CREATE, json=task_answer())
+    task = services.create_task(prompt="a cat", image_urls=URLS)
+    sent = json.loads(rsps.calls[0].request.body)
+    prefix = "https://www.example.com/evolink/callback/"
+    assert sent["callback_url"].startswith(prefix)
+    token = sent["callback_url"][len(prefix):].rstrip("/")
+    assert len(token) >= 22  # >= 128 bits in urlsafe base64
+    task.refresh_from_db()
+    assert task.callback_token_hash == hash_token(token)
+    assert token not in json.dumps(list(task.events.values("payload", "note")), default=str)
+
+
+def test_invalid_input_saves_and_sends_nothing(rsps):
+    with pytest.raises(EvolinkValidationError) as info:
+        services.create_task(prompt="", image_urls=URLS * 3, n=5)
+    assert set(info.value.errors) == {"prompt", "image_urls", "n"}
+    assert info.value.errors["image_urls"] == ["At most 2 images for wan2.5-image-to-image."]
+    assert ImageTask.objects.count() == 0 and len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "exc_type", "code"),
+    [
+        (400, EvolinkInvalidRequestError, "invalid_request_error"),
+        (401, EvolinkAuthenticationError, "authentication_error"),
+        (402, EvolinkInsufficientQuotaError, "insufficient_quota_error"),
+    ],
+)
+def test_refusal_marks_failed_and_raises_typed(rsps, status, exc_type, code):
+    rsps.post(CREATE, status=status, json=error_answer(status, code, "nope", param="prompt"))
+    with pytest.raises(exc_type) as info:
+        services.create_task(prompt="a cat", image_urls=URLS)
+    task = info.value.task
+    task.refresh_from_db()
+    assert task.status == Status.FAILED and task.error_code == code
+    assert "nope" in task.error_message and task.evolink_id is None
+    assert task.events.get().outcome == "applied"
+    assert len(rsps.calls) == 1
+
+
+def test_rate_limited_after_retries_keeps_retry_after(rsps, settings):
+    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 1}
+    rsps.post(CREATE, status=429, json=error_answer(429, "rate_limit_error", "slow down"),
+              headers={"Retry-After": "7"})
+    with pytest.raises(EvolinkRateLimitError) as info:
+        services.create_task(prompt="a cat", image_urls=URLS)
+    assert info.value.retry_after == 7
+    assert info.value.task.status == Status.FAILED
+    assert len(rsps.calls) == 2
+
+
+def test_lost_answer_is_never_resent(rsps):
+    rsps.post(CREATE, body=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(EvolinkOutcomeUnknownError) as info:
+        services.create_task(prompt="a cat", image_urls=URLS)
+    task = ImageTask.objects.get()
+    assert task.status == Status.FAILED and task.error_code == "outcome_unknown"
+    assert "not sent again" in task.error_message
+    assert info.value.task.pk == task.pk
+    # a second submit attempt of the same task sends nothing
+    services.submit_task(task)
+    assert len(rsps.calls) == 1
+
+
+def test_submit_runs_once_even_when_called_twice(rsps):
+    rsps.post(CREATE, json=task_answer())
+    task = ImageTask.objects.create(model="wan2.5-image-to-image", prompt="p", image_urls=URLS)
+    services.submit_task(task)
+    services.submit_task(ImageTask.objects.get(pk=task.pk))
+    assert len(rsps.calls) == 1
+
+
+def test_connection_refused_marks_failed(rsps, settings):
+    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0}
+    rsps.post(CREATE, body=requests.exceptions.ConnectTimeout("connect timed out"))
+    with pytest.raises(EvolinkConnectionError):
+        services.create_task(prompt="a cat", image_urls=URLS)
+    assert ImageTask.objects.get().error_code == "connection_error"
+
+
+def test_malformed_create_answer_is_outcome_unknown(rsps):
+    rsps.post(CREATE, json={"id": TASK_ID, "status": "weird"})
+    with pytest.raises(EvolinkMalformedResponseError):
+        services.create_task(prompt="a cat", image_urls=URLS)
+    task = ImageTask.objects.get()
+    assert task.status == Status.FAILED and task.error_code == "outcome_unknown"
+
+
+def test_async_submit_only_saves(rsps, settings, django_capture_on_commit_callbacks, monkeypatch):
+    settings.EVOLINK = {**settings.EVOLINK, "ASYNC_SUBMIT": True}
+    enqueued = []
+    monkeypatch.setattr("django_evolink.background.queue.enqueue_submit", enqueued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.create_task(prompt="a cat", image_urls=URLS)
+    assert task.status == Status.QUEUED and enqueued == [task.pk] and len(rsps.calls) == 0
+
+
+def test_refresh_applies_the_answer(rsps):
+    rsps.post(CREATE, json=task_answer())
+    task = services.create_task(prompt="a cat", image_urls=URLS)
+    rsps.get(GET, json=task_answer(status="completed", progress=100, results=result_urls(n=1)))
+    services.refresh_task(task)
+    assert task.status == Status.COMPLETED
+    assert task.images.count() == 1
+    assert task.events.filter(source="refresh").count() == 1
+
+
+def test_refresh_of_a_task_evolink_forgot_fails_it(rsps):
+    rsps.post(CREATE, json=task_answer())
+    task = services.create_task(prompt="a cat", image_urls=URLS)
+    rsps.get(GET, status=404, json=error_answer(404, "not_found_error", "task not found"))
+    services.refresh_task(task)
+    task.refresh_from_db()
+    assert task.status == Status.FAILED and task.error_code == "not_found_error"
+
+
+def test_refresh_of_unsubmitted_task_sends_nothing(rsps):
+    task = ImageTask.objects.create(model="wan2.5-image-to-image", prompt="p", image_urls=URLS)
+    assert services.refresh_task(task) is task
+    assert len(rsps.calls) == 0
+
+
+def test_api_key_never_in_events_or_errors(rsps, caplog):
+    caplog.set_level("DEBUG")
+    rsps.post(CREATE, status=401, json=error_answer(401, "authentication_error",
+                                                    f"bad key {API_KEY}"))
+    with pytest.raises(EvolinkAuthenticationError) as info:
+        services.create_task(prompt="a cat", image_urls=URLS)
+    task = info.value.task
+    dumped = json.dumps(list(task.events.values()), default=str)
+    assert API_KEY not in dumped and API_KEY not in task.error_message
+    assert API_KEY not in str(info.value) and API_KEY not in caplog.text

@@ -1,0 +1,287 @@
+"""The example site's page and the admin in a real browser (headless Debian Chromium).
+
+Selenium drives ``/usr/bin/chromium`` through ``/usr/bin/chromedriver`` (Debian packages
+``chromium`` and ``chromium-driver``); both paths are passed explicitly so Selenium
+Manager never downloads anything. The site runs in pytest-django's ``live_server`` with
+the Evolink emulator (fast timings, callbacks to the live server allowed) and django-q2
+in sync mode. Screenshots land in ``docs/_static/screenshots/``. Without Chromium the
+tests are skipped, saying what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.support.example import ROOT, use_example_site
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+# Screenshots go to a scratch folder, so a test run leaves the work tree clean; set
+# EVOLINK_UPDATE_SCREENSHOTS=1 to refresh the ones the docs show.
+SCREENSHOTS = (
+    ROOT / "docs" / "_static" / "screenshots"
+    if os.environ.get("EVOLINK_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "django-evolink-screenshots"
+)
+FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run", "--window-size=1280,1300",
+)
+PASSWORD = "pw-browser-0123"
+
+
+def _missing_browser() -> str | None:
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return (f"{path} not found: install Debian's {package} "
+                    "(apt-get install chromium chromium-driver) to run the browser tests")
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A headless Chromium; skipped (with the reason) where it is not installed."""
+    reason = _missing_browser()
+    if reason:
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def site(browser, settings, live_server, evolink_emulator):
+    """The example site in the live server, talking to the emulator.
+
+    Afterwards the browser leaves the page, so its polling stops before the database is
+    emptied for the next test.
+    """
+    use_example_site(settings, live_server.url)
+    settings.EXAMPLE_EMULATOR_URL = evolink_emulator.url
+    evolink = dict(settings.EVOLINK)
+    evolink["THROTTLE_RATES"] = {"evolink_create": None, "evolink_refresh": None}
+    settings.EVOLINK = evolink
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    yield live_server
+    browser.get("about:blank")
+    browser.delete_all_cookies()
+
+
+def _photo(path: Path, size=(640, 480)) -> Path:
+    """A real photo-like RGB image (no alpha) of at least 384 px a side."""
+    image = Image.new("RGB", size, (70, 130, 180))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, size[1] * 2 // 3, size[0], size[1]), fill=(60, 140, 70))
+    draw.ellipse((size[0] - 200, 40, size[0] - 80, 160), fill=(250, 210, 60))
+    draw.polygon([(80, 320), (230, 120), (380, 320)], fill=(120, 110, 100))
+    image.save(path, format="PNG")
+    return path
+
+
+def _wait(browser, condition, timeout: float = 30.0, what: str = "condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+            lambda d: condition(d))
+    except Exception as exc:
+        page = browser.find_element("tag name", "body").text
+        raise AssertionError(f"timed out waiting for {what}; page says:\n{page}") from exc
+
+
+def _log_in(browser, base: str, username: str, password: str, path: str = "/") -> None:
+    browser.get(base + path)
+    _wait(browser, lambda d: d.find_elements("id", "id_username"), what="the login form")
+    browser.find_element("id", "id_username").send_keys(username)
+    browser.find_element("id", "id_password").send_keys(password)
+    browser.find_element("css selector", "button[type=submit], input[type=submit]").click()
+
+
+def _screenshot(browser, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    tmp = path.with_suffix(".tmp.png")
+    assert browser.save_screenshot(str(tmp)), f"could not save {path}"
+    shutil.move(tmp, path)
+    with Image.open(path) as shot:
+        assert shot.width >= 800 and shot.height >= 600
+    return path
+
+
+def _message(browser) -> str:
+    element = browser.find_element("id", "message")
+    return element.text if element.is_displayed() else ""
+
+
+def _field_error(browser, field: str) -> str:
+    element = browser.find_element("css selector", f'.field-error[data-field="{field}"]')
+    return element.text if element.is_displayed() else ""
+
+
+def _submit(browser, *, prompt: str, image: Path | None = None, n: int = 1) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.find_element("id", "prompt").clear()
+    if prompt:
+        browser.find_element("id", "prompt").send_keys(prompt)
+    if image is not None:
+        browser.find_element("id", "image1").send_keys(str(image))
+    Select(browser.find_element("id", "n")).select_by_value(str(n))
+    browser.find_element("id", "submit").click()
+
+
+def test_page_submits_an_uploaded_image_and_shows_the_results(
+        browser, site, evolink_emulator, django_user_model, tmp_path):
+    django_user_model.objects.create_user("maria", "maria@example.com", PASSWORD)
+    photo = _photo(tmp_path / "holiday.png")
+
+    _log_in(browser, site.url, "maria", PASSWORD)
+    _wait(browser, lambda d: d.find_elements("id", "task-form"), what="the page")
+    _wait(browser, lambda d: "No tasks yet" in d.find_element("id", "recent").text,
+          what="the empty task list")
+    _submit(browser, prompt="Turn the landscape into a watercolour painting at dusk",
+            image=photo, n=2)
+
+    # the progress bar and the status follow the task until its images are stored
+    _wait(browser, lambda d: d.find_element("id", "current").is_displayed(), what="the task")
+    _wait(browser, lambda d: len(d.find_elements(
+        "css selector", '#results figure[data-stored="1"]')) == 2,
+        timeout=45, what="two stored result images")
+    assert "completed" in browser.find_element("id", "status").get_attribute("class")
+    assert browser.find_element("id", "progress").get_attribute("aria-valuenow") == "100"
+    assert "Done: 2 image(s)." in browser.find_element("id", "status").text
+    assert not _message(browser)
+
+    # the images really are displayed: loaded, with pixels, from the site's storage
+    _wait(browser, lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('#results img'))"
+        ".every(i => i.complete && i.naturalWidth > 0)"), what="the images to load")
+    sources = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#results img')).map(i => i.src)")
+    assert len(sources) == 2 and all(s.startswith(site.url + "/media/") for s in sources)
+    widths = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#results img')).map(i => i.naturalWidth)")
+    assert all(w > 0 for w in widths)
+
+    # the task list shows it, completed; the server agrees
+    _wait(browser, lambda d: d.find_elements(
+        "css selector", '#recent li[data-status="completed"]'), what="the recent task")
+    from django_evolink.models import ImageTask
+
+    task = ImageTask.objects.get()
+    assert task.status == "completed" and task.images.exclude(file="").count() == 2
+    assert task.user.username == "maria"
+    assert any(r.path.startswith("/api/v1/files/upload") for r in evolink_emulator.requests)
+
+    browser.execute_script("window.scrollTo(0, 0)")
+    _screenshot(browser, "frontend.png")
+
+
+def test_page_explains_every_error_the_api_answers(
+        browser, site, evolink_emulator, django_user_model, tmp_path):
+    django_user_model.objects.create_user("omar", "omar@example.com", PASSWORD)
+    photo = _photo(tmp_path / "street.png")
+    _log_in(browser, site.url, "omar", PASSWORD)
+    _wait(browser, lambda d: d.find_elements("id", "task-form"), what="the page")
+
+    # nothing chosen: said before anything is sent
+    _submit(browser, prompt="A poster")
+    _wait(browser, lambda d: _field_error(d, "images"), what="the missing-image message")
+    assert "one or two image files" in _field_error(browser, "images")
+
+    # 400: field errors, shown next to their field
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (100, 100), (1, 2, 3)).save(tiny)
+    _submit(browser, prompt="", image=tiny)
+    _wait(browser, lambda d: _field_error(d, "prompt"), what="the prompt error")
+    assert "correct the fields" in _message(browser)
+    assert "384" in _field_error(browser, "images")  # says the allowed sides
+    browser.find_element("id", "image1").clear()
+
+    # 503: Evolink says 402, the site is out of credits
+    evolink_emulator.set_credits(0)
+    _submit(browser, prompt="A poster of the street", image=photo)
+    _wait(browser, lambda d: "Out of credits" in _message(d), what="the out-of-credits message")
+    evolink_emulator.set_credits(1000)
+    browser.find_element("id", "image1").clear()
+
+    # 502: Evolink keeps failing (5xx after the client's retries)
+    evolink_emulator.faults.add_error("create", 503, count=20)
+    _submit(browser, prompt="A poster of the street", image=photo)
+    _wait(browser, lambda d: "down or not configured" in _message(d),
+          what="the Evolink-down message")
+    evolink_emulator.faults.clear()
+    browser.find_element("id", "image1").clear()
+
+    # 429: rate limited, with the wait from Retry-After and the button held back
+    evolink_emulator.faults.add_error("create", 429, count=20, retry_after=5)
+    _submit(browser, prompt="A poster of the street", image=photo)
+    _wait(browser, lambda d: "wait" in _message(d).lower(), what="the rate-limit message")
+    assert browser.find_element("id", "submit").get_attribute("disabled")
+    evolink_emulator.faults.clear()
+
+    # the refused tasks are kept as failed and listed with their status
+    _wait(browser, lambda d: d.find_elements("css selector", '#recent li[data-status="failed"]'),
+          what="the failed tasks in the list")
+
+
+def test_admin_screenshots(browser, site, evolink_emulator, django_user_model, tmp_path):
+    """The admin's changelist, change page and usage view, for docs/admin.md."""
+    from django.urls import reverse
+
+    from django_evolink import services
+
+    staff = django_user_model.objects.create_user(
+        "admin", "admin@example.com", PASSWORD, is_staff=True, is_superuser=True)
+    from django.conf import settings
+
+    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+    _photo(Path(settings.MEDIA_ROOT) / "street.png")
+    photo_url = f"{site.url}/media/street.png"  # served by the example site's media view
+    tasks = []
+    for prompt, n in (("Make it a pencil sketch", 1), ("Winter version of this street", 2),
+                      ("Studio product shot on white", 1)):
+        tasks.append(services.create_task(prompt=prompt, image_urls=[photo_url], n=n,
+                                          user=staff))
+    deadline = time.monotonic() + 20
+    from django_evolink.models import ImageTask
+
+    while time.monotonic() < deadline and ImageTask.objects.exclude(
+            status__in=["completed", "failed", "cancelled"]).exists():
+        time.sleep(0.3)
+
+    _log_in(browser, site.url, "admin", PASSWORD, path=reverse("admin:index"))
+    _wait(browser, lambda d: d.find_elements("id", "site-name"), what="the admin index")
+    info = (ImageTask._meta.app_label, ImageTask._meta.model_name)
+    browser.get(site.url + reverse("admin:{}_{}_changelist".format(*info)))
+    _wait(browser, lambda d: d.find_elements("id", "result_list"), what="the changelist")
+    _screenshot(browser, "admin-changelist.png")
+    browser.get(site.url + reverse("admin:{}_{}_change".format(*info), args=[tasks[-1].pk]))
+    _wait(browser, lambda d: d.find_elements("css selector", "#content-main form"),
+          what="the change page")
+    _screenshot(browser, "admin-change.png")
+    browser.get(site.url + reverse("admin:{}_{}_usage".format(*info)))
+    _wait(browser, lambda d: d.find_elements("id", "content-main"), what="the usage view")
+    assert "Server Error" not in browser.title
+    _screenshot(browser, "admin-usage.png")

@@ -1,0 +1,147 @@
+"""Management commands against the emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from django_evolink.models import GeneratedImage, ImageTask, Status, TaskEvent
+from tests.conftest import make_image_bytes
+from tests.support.background import db_task, emulated_task
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args, **kw) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO(), **kw)
+    return out.getvalue()
+
+
+@pytest.fixture
+def fast(settings, evolink_emulator):
+    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0}
+    return evolink_emulator
+
+
+def test_submit_local_file_wait_prints_stored_paths(fast, tmp_path, settings):
+    path = tmp_path / "in.png"
+    path.write_bytes(make_image_bytes(600, 600))
+    fast.task_duration = 2.0  # 2 emulated seconds at 30x: done in ~0.1 s
+    out = run("evolink_submit", "--prompt", "a cat", "--image", str(path), "--n", "2", "--wait",
+              "--interval", "0.05", "--timeout", "20")
+    task = ImageTask.objects.get()
+    assert task.status == Status.COMPLETED and "100% completed" in out and "\r[" in out
+    assert fast.requests.count("POST", "/api/v1/files/upload/stream") == 1
+    stored = [i.file.path for i in task.images.order_by("index")]
+    assert len(stored) == 2 and all(p in out for p in stored)
+
+
+def test_submit_refuses_bad_local_file_and_missing_path(fast, tmp_path):
+    bad = tmp_path / "tiny.png"
+    bad.write_bytes(make_image_bytes(50, 50))
+    with pytest.raises(CommandError, match="384"):
+        run("evolink_submit", "--prompt", "x", "--image", str(bad))
+    with pytest.raises(CommandError, match="no such file"):
+        run("evolink_submit", "--prompt", "x", "--image", str(tmp_path / "nope.png"))
+    with pytest.raises(CommandError, match="n"):
+        run("evolink_submit", "--prompt", "x", "--image", "https://example.com/a.png", "--n", "9")
+    assert not ImageTask.objects.exists() and len(fast.requests) == 0
+
+
+def test_submit_wait_reports_a_failed_task(fast, tmp_path):
+    path = tmp_path / "in.png"
+    path.write_bytes(make_image_bytes(600, 600))
+    fast.task_duration = 2.0
+    fast.faults.fail_next_tasks(1, message="the model failed")
+    with pytest.raises(CommandError, match="failed"):
+        run("evolink_submit", "--prompt", "a cat", "--image", str(path), "--wait",
+            "--interval", "0.05", "--timeout", "20")
+
+
+def test_credits(fast):
+    fast.set_credits(42.5)
+    assert "Remaining credits: 42.5" in run("evolink_credits")
+
+
+def test_credits_error_is_a_command_error(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "BASE_URL": "http://127.0.0.1:9", "MAX_RETRIES": 0}
+    with pytest.raises(CommandError, match="Could not read the balance"):
+        run("evolink_credits")
+
+
+def test_poll_command(fast):
+    remote = emulated_task(fast, duration=0.1)
+    fast.clock.advance(1)
+    task = db_task(remote.id)
+    assert "completed=1" in run("evolink_poll", "--all")
+    task.refresh_from_db()
+    assert task.status == Status.COMPLETED
+    assert "nothing to do" in run("evolink_poll")
+    with pytest.raises(CommandError):
+        run("evolink_poll", "--limit", "0")
+
+
+def test_purge_dry_run_then_delete_in_batches(settings, tmp_path):
+    from django_evolink import conf
+
+    storage = conf.storage()
+    old = timezone.now() - dt.timedelta(days=40)
+    keep = db_task("task-keep", status=Status.COMPLETED)
+    names = []
+    for i in range(3):
+        task = db_task(f"task-old-{i}", status=Status.COMPLETED)
+        name = storage.save(f"evolink/results/{task.pk}/0.png", StringIO("x"))
+        names.append(name)
+        GeneratedImage.objects.create(task=task, index=0, source_url="https://e.com/r.png",
+                                      file=name)
+        TaskEvent.objects.create(task=task, source="poll", payload={})
+        ImageTask.objects.filter(pk=task.pk).update(created_at=old)
+    running = db_task("task-running", status=Status.PROCESSING)
+    ImageTask.objects.filter(pk=running.pk).update(created_at=old)
+    out = run("evolink_purge", "--older-than", "30", "--dry-run")
+    assert "Would delete 3 task(s), 3 event(s), 3 file(s)" in out
+    assert ImageTask.objects.count() == 5 and all(storage.exists(n) for n in names)
+    out = run("evolink_purge", "--older-than", "30", "--batch-size", "2")
+    assert "Deleted 3 task(s), 3 event(s), 3 file(s)" in out
+    assert set(ImageTask.objects.values_list("pk", flat=True)) == {keep.pk, running.pk}
+    assert not any(storage.exists(n) for n in names)
+    with pytest.raises(CommandError, match="older-than"):
+        run("evolink_purge")
+
+
+def test_install_schedule_command_is_idempotent():
+    from django_q.models import Schedule
+
+    assert "Installed" in run("evolink_install_schedule")
+    assert "already installed" in run("evolink_install_schedule")
+    assert Schedule.objects.filter(func="django_evolink.background.jobs.sweep").count() == 1
+
+
+def test_install_schedule_moves_a_0_1_schedule_to_the_new_job_path():
+    """0.1.0 stored the sweep as ``django_evolink.tasks.sweep``: installing again keeps that
+    row (and an admin's edits to it) but points it at the job's new home; the old path
+    still runs for jobs already queued."""
+    from django_q.models import Schedule
+
+    from django_evolink import tasks as legacy_jobs
+
+    Schedule.objects.all().delete()
+    old = Schedule.objects.create(func="django_evolink.tasks.sweep", name="edited by staff",
+                                  schedule_type=Schedule.MINUTES, minutes=5, repeats=-1)
+    assert "already installed" in run("evolink_install_schedule")
+    old.refresh_from_db()
+    assert (old.func, old.name, old.minutes) == ("django_evolink.background.jobs.sweep",
+                                                 "edited by staff", 5)
+    assert Schedule.objects.count() == 1
+    assert legacy_jobs.sweep() == jobs_sweep_counts()
+
+
+def jobs_sweep_counts() -> dict[str, int]:
+    from django_evolink.background import jobs
+
+    return jobs.sweep()

@@ -1,0 +1,115 @@
+"""The guarantees kept by the performance changes: one transaction per delivery, the
+``then`` hook committed with the apply (or nothing), deferred callback records, the
+claimed insert of a synchronous create, and the emulator's heap of end times."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from django_evolink.core.transitions import apply_payload
+from django_evolink.emulator.state import Task, TaskStore
+from django_evolink.models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
+from tests.support.api import callback_path, make_task, set_evolink
+from tests.support.evolink_samples import task_answer
+
+pytestmark = pytest.mark.django_db
+
+
+def statements(ctx: CaptureQueriesContext) -> list[str]:
+    """The SQL run, without transaction control (BEGIN/SAVEPOINT/RELEASE/COMMIT)."""
+    control = ("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT", "ROLLBACK")
+    return [q["sql"] for q in ctx.captured_queries if not q["sql"].upper().startswith(control)]
+
+
+def test_then_runs_in_the_apply_and_a_failure_there_commits_nothing_but_the_event():
+    task, _raw = make_task(status="pending")
+    seen = []
+
+    def then(result):
+        seen.append(result.outcome)
+        # the row is ours: the same transaction sees the applied status
+        assert ImageTask.objects.get(pk=task.pk).status == Status.PROCESSING
+        raise RuntimeError("write-back failed")
+
+    with pytest.raises(RuntimeError, match="write-back failed"):
+        apply_payload(task, task_answer(status="processing", progress=40),
+                      source=EventSource.POLL, then=then)
+    assert seen == [EventOutcome.APPLIED]
+    task.refresh_from_db()
+    assert task.status == Status.PENDING and task.progress == 0  # rolled back as a whole
+    (event,) = TaskEvent.objects.filter(task=task)
+    assert event.outcome == EventOutcome.ERROR and "write-back failed" in event.note
+    assert event.payload["progress"] == 40  # the delivery itself is kept
+
+
+def test_then_writes_commit_with_the_apply():
+    task, _raw = make_task(status="pending")
+
+    def then(result):
+        ImageTask.objects.filter(pk=task.pk).update(poll_count=7)
+
+    result = apply_payload(task, task_answer(status="processing", progress=40),
+                           source=EventSource.POLL, then=then)
+    assert result.outcome == EventOutcome.APPLIED
+    task.refresh_from_db()
+    assert task.status == Status.PROCESSING and task.poll_count == 7
+    assert TaskEvent.objects.get(task=task).outcome == EventOutcome.APPLIED
+
+
+def test_an_applied_event_is_one_insert_with_its_outcome():
+    task, _raw = make_task(status="pending")
+    with CaptureQueriesContext(connection) as ctx:
+        apply_payload(task, task_answer(status="processing", progress=40),
+                      source=EventSource.POLL)
+    sql = statements(ctx)
+    assert [s.split()[0] for s in sql] == ["SELECT", "UPDATE", "INSERT"], sql
+    event = TaskEvent.objects.get(task=task)
+    assert (event.outcome, event.status_before, event.status_after) == (
+        EventOutcome.APPLIED, "pending", "processing")
+
+
+def test_a_trusted_callback_runs_four_statements(settings):
+    set_evolink(settings, TRUST_CALLBACK_BODY=True)
+    task, raw = make_task()
+    body = task_answer(status="processing", progress=60)
+    with CaptureQueriesContext(connection) as ctx:
+        response = Client().post(callback_path(raw), body, content_type="application/json")
+    assert response.status_code == 200
+    sql = statements(ctx)
+    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "UPDATE", "INSERT"], sql
+    (event,) = TaskEvent.objects.filter(task=task)
+    assert event.outcome == EventOutcome.APPLIED and event.note == "callback delivery"
+    assert event.headers and event.payload["progress"] == 60
+
+
+def test_a_refused_trusted_callback_is_recorded(settings):
+    set_evolink(settings, TRUST_CALLBACK_BODY=True)
+    task, raw = make_task()
+    response = Client().post(callback_path(raw), {"id": "task-other", "status": "completed"},
+                             content_type="application/json")
+    assert response.status_code == 400
+    (event,) = TaskEvent.objects.filter(task=task)
+    assert event.outcome == EventOutcome.WRONG_TASK
+
+
+def test_task_store_heap_finds_only_due_tasks_and_rechecks_entries():
+    store = TaskStore()
+
+    def task(i: str, created: float, duration: float) -> Task:
+        return Task(id=i, model="m", prompt="p", n=1, image_urls=[], callback_url=None,
+                    created=created, duration=duration, credits_reserved=0.0)
+
+    early, late, done = task("a", 0, 10), task("b", 0, 100), task("c", 0, 5)
+    for t in (early, late, done):
+        store.add(t)
+    done.status = "completed"
+    assert store.pop_due(4) == []
+    assert store.pop_due(50) == [early]  # the finished one is dropped
+    late.duration = 200  # changed after it was added: pushed back, not finished early
+    assert store.pop_due(150) == []
+    assert store.pop_due(250) == [late]
+    store.clear()
+    assert store.pop_due(1e9) == []
