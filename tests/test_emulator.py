@@ -938,6 +938,31 @@ def test_control_api_drives_everything_over_http(emu, img_url, receiver):
     assert emu.requests.count(path="/_emulator/*") == 0  # the control API is not logged
 
 
+def test_control_api_routes_methods_and_unknown_paths(emu, img_url):
+    base = f"{emu.url}/_emulator"
+    task_id = create(emu, image_urls=[img_url]).json()["id"]
+    assert requests.get(base).json()["tasks"] == 1  # /_emulator itself is the state
+    assert requests.put(f"{base}/clock").json()["manual"] is True
+    assert requests.get(f"{base}/credits").json()["data"]["user"]["remaining_credits"] == 998.8
+    for method, route in [("GET", "reset"), ("POST", "state"), ("GET", "expire-results"),
+                          ("POST", "tasks"), ("GET", f"tasks/{task_id}/fail/x")]:
+        answer = requests.request(method, f"{base}/{route}")
+        assert answer.status_code == 404, (method, route)
+        assert answer.json() == {"error": f"unknown control endpoint {method} /_emulator/{route}"}
+    for method, route in [("DELETE", f"tasks/{task_id}"), ("GET", f"tasks/{task_id}/fail"),
+                          ("PUT", f"tasks/{task_id}/complete")]:
+        answer = requests.request(method, f"{base}/{route}")
+        assert answer.status_code == 405, (method, route)
+        assert answer.json() == {"error": "method not allowed"}
+    assert requests.post(f"{base}/tasks/nope/fail").json() == {"error": "unknown task 'nope'"}
+    assert requests.post(f"{base}/tasks/{task_id}/cancel").json()["status"] == "cancelled"
+    again = requests.post(f"{base}/tasks/{task_id}/complete")
+    assert again.status_code == 400 and "already cancelled" in again.json()["error"]
+    assert requests.delete(f"{base}/requests").json() == {"ok": True}
+    assert requests.get(f"{base}/requests").json()["count"] == 0
+    assert requests.delete(f"{base}/callbacks").json() == {"ok": True}
+
+
 # --------------------------------------------------------------- command line, process --
 def _env():
     env = dict(os.environ)
@@ -1003,6 +1028,12 @@ def test_main_serves_until_stopped(monkeypatch):
     out = io.StringIO()
     assert cli.run(vars(cli.build_parser().parse_args(["--port", "0"])), out=out) == 0
     assert started and started[0] in out.getvalue()
+
+
+def test_importing_the_emulator_does_not_import_django():
+    code = ("import sys; import django_evolink.emulator, django_evolink.emulator.cli; "
+            "assert 'django' not in sys.modules, sorted(m for m in sys.modules if 'django' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30, env=_env())
 
 
 # ------------------------------------------------------------------------- pytest plugin --
