@@ -432,6 +432,16 @@ def test_is_internal_host():
     assert not is_internal_host("8.8.8.8") and not is_internal_host("example.com")
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0177.0.0.1", "127.1",
+                                  "100.64.0.1", "[fe80::1%25eth0]"])
+def test_loopback_image_urls_in_any_form_are_refused(host):
+    # the emulator's own check once missed hex, octal and short IPv4 forms and 100.64/10
+    with Emulator(manual_clock=True, allow_private_urls=False) as emu:
+        assert_error(create(emu, image_urls=[f"http://{host}/x.png"]), 400,
+                     "invalid_request_error", "image_urls[0]", "internal address")
+        assert emu.tasks.last is None
+
+
 # ------------------------------------------------------------------------ lifecycle --
 def test_lifecycle_on_manual_clock(emu, img_url):
     task_id = create(emu, image_urls=[img_url]).json()["id"]

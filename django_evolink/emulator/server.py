@@ -9,7 +9,6 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import heapq
-import ipaddress
 import itertools
 import json
 import logging
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
+from ..evolink.addresses import host_is_private
 from . import images
 from .faults import ERROR_TYPES, Faults
 from .state import (
@@ -95,26 +95,13 @@ class _Raw:
 
 
 def is_internal_host(host: str) -> bool:
-    """True for loopback, private, link-local, reserved or unspecified addresses.
+    """True for loopback, private, link-local, CGNAT, reserved or unspecified addresses.
 
     Hostnames are not resolved (the emulator must work offline); ``localhost`` and
-    ``*.localhost`` names count as internal, as do integer-encoded IPv4 addresses.
+    ``*.localhost`` names count as internal, as do IPv4 addresses written as an integer,
+    in hex or octal, or short (``127.1``).
     """
-    host = (host or "").strip("[]").lower().rstrip(".")
-    if not host:
-        return True
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(int(host) if host.isdigit() else host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return bool(
-        address.is_private or address.is_loopback or address.is_link_local
-        or address.is_reserved or address.is_multicast or address.is_unspecified
-    )
+    return host_is_private(host, resolve=False)
 
 
 def _iso(ts: float) -> str:
