@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from django_evolink.emulator import Emulator, is_internal_host
-from django_evolink.emulator.server import _safe_segment
+from django_evolink.emulator.handlers import _safe_segment
 
 MODEL = "wan2.5-image-to-image"
 AUTH = {"Authorization": "Bearer sk-evo-test-0123"}
