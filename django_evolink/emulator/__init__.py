@@ -5,9 +5,11 @@ Run it with ``python -m django_evolink.emulator --help`` or ``manage.py evolink_
 See docs/emulator.md.
 """
 
+from .errors import ApiError
 from .faults import Faults
-from .server import ApiError, Emulator, is_internal_host
+from .server import Emulator
 from .state import CallbackAttempt, Clock, RequestRecord, Task
+from .validation import is_internal_host
 
 __all__ = [
     "ApiError",

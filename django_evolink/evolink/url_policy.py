@@ -2,63 +2,19 @@
 
 Evolink cannot fetch loopback, private or link-local addresses, and this site must
 not be tricked into fetching them either (SSRF through result URLs). Both checks
-live here; ``ALLOW_PRIVATE_URLS`` relaxes them for local development and tests.
+live here; ``ALLOW_PRIVATE_URLS`` relaxes them for local development and tests. What counts
+as a private address or host is decided in :mod:`django_evolink.evolink.addresses`, shared
+with the emulator.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
 
 from .. import conf
-
-
-def is_private_address(address: str) -> bool:
-    """True for loopback, private, link-local, reserved, multicast or unspecified IPs."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
-    )
-
-
-def host_is_private(host: str, *, resolve: bool = True) -> bool:
-    """True when ``host`` is, or resolves to, any non-public address.
-
-    A name that does not resolve here is not called private: it cannot be fetched
-    from this machine anyway, and Evolink (on another network) may resolve it.
-    """
-    host = (host or "").strip("[]").rstrip(".").lower()
-    if not host:
-        return True
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        pass
-    else:
-        return is_private_address(host)
-    if not resolve:
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except (OSError, UnicodeError):
-        return False
-    return any(is_private_address(info[4][0]) for info in infos)
+from .addresses import host_is_private, is_private_address
 
 
 def check_url(
@@ -89,3 +45,6 @@ def check_url(
             "cannot reach (set EVOLINK['ALLOW_PRIVATE_URLS'] only for local development)."
         )
     return None
+
+
+__all__ = ["check_url", "host_is_private", "is_private_address"]

@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from django_evolink.emulator import Emulator, is_internal_host
-from django_evolink.emulator.server import _safe_segment
+from django_evolink.emulator.handlers import _safe_segment
 
 MODEL = "wan2.5-image-to-image"
 AUTH = {"Authorization": "Bearer sk-evo-test-0123"}
@@ -430,6 +430,16 @@ def test_is_internal_host():
     assert is_internal_host("127.0.0.1") and is_internal_host("::ffff:10.0.0.1")
     assert is_internal_host("app.localhost") and is_internal_host("fe80::1")
     assert not is_internal_host("8.8.8.8") and not is_internal_host("example.com")
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0177.0.0.1", "127.1",
+                                  "100.64.0.1", "[fe80::1%25eth0]"])
+def test_loopback_image_urls_in_any_form_are_refused(host):
+    # the emulator's own check once missed hex, octal and short IPv4 forms and 100.64/10
+    with Emulator(manual_clock=True, allow_private_urls=False) as emu:
+        assert_error(create(emu, image_urls=[f"http://{host}/x.png"]), 400,
+                     "invalid_request_error", "image_urls[0]", "internal address")
+        assert emu.tasks.last is None
 
 
 # ------------------------------------------------------------------------ lifecycle --
@@ -938,6 +948,31 @@ def test_control_api_drives_everything_over_http(emu, img_url, receiver):
     assert emu.requests.count(path="/_emulator/*") == 0  # the control API is not logged
 
 
+def test_control_api_routes_methods_and_unknown_paths(emu, img_url):
+    base = f"{emu.url}/_emulator"
+    task_id = create(emu, image_urls=[img_url]).json()["id"]
+    assert requests.get(base).json()["tasks"] == 1  # /_emulator itself is the state
+    assert requests.put(f"{base}/clock").json()["manual"] is True
+    assert requests.get(f"{base}/credits").json()["data"]["user"]["remaining_credits"] == 998.8
+    for method, route in [("GET", "reset"), ("POST", "state"), ("GET", "expire-results"),
+                          ("POST", "tasks"), ("GET", f"tasks/{task_id}/fail/x")]:
+        answer = requests.request(method, f"{base}/{route}")
+        assert answer.status_code == 404, (method, route)
+        assert answer.json() == {"error": f"unknown control endpoint {method} /_emulator/{route}"}
+    for method, route in [("DELETE", f"tasks/{task_id}"), ("GET", f"tasks/{task_id}/fail"),
+                          ("PUT", f"tasks/{task_id}/complete")]:
+        answer = requests.request(method, f"{base}/{route}")
+        assert answer.status_code == 405, (method, route)
+        assert answer.json() == {"error": "method not allowed"}
+    assert requests.post(f"{base}/tasks/nope/fail").json() == {"error": "unknown task 'nope'"}
+    assert requests.post(f"{base}/tasks/{task_id}/cancel").json()["status"] == "cancelled"
+    again = requests.post(f"{base}/tasks/{task_id}/complete")
+    assert again.status_code == 400 and "already cancelled" in again.json()["error"]
+    assert requests.delete(f"{base}/requests").json() == {"ok": True}
+    assert requests.get(f"{base}/requests").json()["count"] == 0
+    assert requests.delete(f"{base}/callbacks").json() == {"ok": True}
+
+
 # --------------------------------------------------------------- command line, process --
 def _env():
     env = dict(os.environ)
@@ -1003,6 +1038,12 @@ def test_main_serves_until_stopped(monkeypatch):
     out = io.StringIO()
     assert cli.run(vars(cli.build_parser().parse_args(["--port", "0"])), out=out) == 0
     assert started and started[0] in out.getvalue()
+
+
+def test_importing_the_emulator_does_not_import_django():
+    code = ("import sys; import django_evolink.emulator, django_evolink.emulator.cli; "
+            "assert 'django' not in sys.modules, sorted(m for m in sys.modules if 'django' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30, env=_env())
 
 
 # ------------------------------------------------------------------------- pytest plugin --

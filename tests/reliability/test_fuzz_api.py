@@ -55,7 +55,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from django_evolink.evolink import url_policy as netsafety  # noqa: E402
+from django_evolink.evolink import addresses  # noqa: E402
 from tests.support.api import CREATE_URL, UPLOAD_URL  # noqa: E402
 from tests.support.evolink_samples import task_answer, upload_answer  # noqa: E402
 
@@ -78,7 +78,7 @@ def fuzz_env(settings, monkeypatch, django_user_model):
                              image_urls=[PUBLIC_IMAGE], status="processing",
                              evolink_id="task-unified-1-fuzz")
     # no DNS lookups for generated host names: they count as public, unresolvable
-    monkeypatch.setattr(netsafety.socket, "getaddrinfo",
+    monkeypatch.setattr(addresses.socket, "getaddrinfo",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("no DNS in tests")))
     token = base64.b64encode(b"fuzz:pw-fuzz").decode()
     # as django.test.Client does: the WSGI handler must not close the test's connection

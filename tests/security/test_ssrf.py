@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from django_evolink.background import downloads
+from django_evolink.evolink import addresses
 from django_evolink.evolink import url_policy as netsafety
 from django_evolink.models import GeneratedImage, ImageTask, Status
 from tests.conftest import make_image_bytes
@@ -99,6 +100,8 @@ def servers(settings, monkeypatch):
             return False  # stands for a public CDN's address
         return real_is_private(address)
 
+    # where it is looked up: the URL check (addresses) and the connected peer's (netsafety)
+    monkeypatch.setattr(addresses, "is_private_address", is_private_address)
     monkeypatch.setattr(netsafety, "is_private_address", is_private_address)
     try:
         yield {"secret": secret_server, "redirector": redirector, "targets": targets,
