@@ -100,19 +100,6 @@ def api_key() -> str | None:
     return get("API_KEY")
 
 
-def require_api_key() -> str:
-    """The API key, or :class:`EvolinkConfigurationError` naming both ways to set it."""
-    key = api_key()
-    if not key:
-        from .exceptions import EvolinkConfigurationError
-
-        raise EvolinkConfigurationError(
-            "No Evolink API key: set EVOLINK = {'API_KEY': ...} in your Django settings "
-            "or the EVOLINK_API_KEY environment variable."
-        )
-    return key
-
-
 def unknown_keys() -> list[str]:
     """Keys of ``settings.EVOLINK`` that django-evolink does not know (typos)."""
     return sorted(k for k in _user_settings() if k not in DEFAULTS)

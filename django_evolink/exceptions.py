@@ -30,6 +30,9 @@ class EvolinkError(Exception):
 
     #: Stable code stored on a failed task (``ImageTask.error_code``).
     code: str = "evolink_error"
+    #: The :class:`~django_evolink.models.ImageTask` kept as ``failed`` when this error
+    #: refused a submission (``services.create_task`` / ``submit_task``); else ``None``.
+    task: Any = None
 
     def __init__(self, message: str = "") -> None:
         self.message = redact(str(message))
@@ -43,6 +46,14 @@ class EvolinkConfigurationError(EvolinkError, ImproperlyConfigured):
     """django-evolink is not set up correctly (missing key, bad setting)."""
 
     code = "configuration_error"
+
+    @classmethod
+    def missing_api_key(cls) -> EvolinkConfigurationError:
+        """The one error for "no API key", naming every way to set one."""
+        return cls(
+            "No Evolink API key: set EVOLINK = {'API_KEY': ...} in your Django settings or "
+            "the EVOLINK_API_KEY environment variable (or pass EvolinkClient(api_key=...))."
+        )
 
 
 class EvolinkValidationError(EvolinkError):

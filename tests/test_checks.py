@@ -4,6 +4,7 @@ import pytest
 from django.core.checks import Tags, run_checks
 
 from django_evolink import conf
+from django_evolink.evolink.client import get_client
 from django_evolink.exceptions import EvolinkConfigurationError
 
 
@@ -28,8 +29,9 @@ def test_api_key_falls_back_to_environment(settings, monkeypatch):
     monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
     assert conf.api_key() is None
     with pytest.raises(EvolinkConfigurationError) as info:
-        conf.require_api_key()
-    assert "EVOLINK_API_KEY" in str(info.value) and "API_KEY" in str(info.value)
+        get_client().get_credits()  # the one "no API key" error names every way to set it
+    assert "EVOLINK_API_KEY" in str(info.value) and "{'API_KEY'" in str(info.value)
+    assert "EvolinkClient(api_key=...)" in str(info.value)
     monkeypatch.setenv("EVOLINK_API_KEY", "sk-evo-from-env")
     assert conf.api_key() == "sk-evo-from-env"
     settings.EVOLINK = {"API_KEY": "sk-evo-from-settings"}

@@ -40,23 +40,25 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import Http404, HttpRequest, JsonResponse
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import conf
 from ..core import tokens
-from ..core.models import STATUS_RANK, EventOutcome, EventSource, ImageTask, TaskEvent
+from ..core.models import EventOutcome, EventSource, ImageTask, TaskEvent
+from ..core.services import fetch_and_apply
 from ..core.transitions import (
     PayloadError,
     Update,
     apply_payload,
     finish_event,
+    note_callback_received,
     parse_payload,
+    poll_now,
     record_event,
+    refusal,
 )
-from ..evolink.client import get_client
 from ..exceptions import EvolinkError, redact
 
 logger = logging.getLogger("django_evolink.callbacks")
@@ -234,11 +236,10 @@ class CallbackView(CallbackTokenMixin, View):
             # Nothing can change a final task: no need to ask Evolink again.
             self.set_outcome(event, hint, "the task is already final; not re-fetched",
                              before, before)
-            ImageTask.objects.filter(pk=task.pk).update(callback_received_at=timezone.now())
+            note_callback_received(task)
             return hint
-        fetched = get_client().get_task(task.evolink_id)
-        result = apply_payload(
-            task, fetched, source=EventSource.CALLBACK,
+        result = fetch_and_apply(
+            task, source=EventSource.CALLBACK,
             note=f"Evolink's answer, fetched to verify callback event {event.pk}",
         )
         self.set_outcome(
@@ -255,11 +256,7 @@ class CallbackView(CallbackTokenMixin, View):
             update = self.parse_update(body)
         except PayloadError as exc:
             return exc.outcome
-        if task.is_final:
-            return EventOutcome.UNCHANGED if update.status == task.status else EventOutcome.STALE
-        if STATUS_RANK[update.status] < STATUS_RANK[task.status]:
-            return EventOutcome.STALE
-        return EventOutcome.UNCHANGED
+        return refusal(task.status, update.status) or EventOutcome.UNCHANGED
 
     def set_outcome(self, event: TaskEvent, outcome: str, note: str, before: str,
                     after: str) -> None:
@@ -277,10 +274,7 @@ class CallbackView(CallbackTokenMixin, View):
             event, outcome=EventOutcome.ERROR,
             note=("callback delivery\n" + redact(message)).strip()[:2000],
         )
-        ImageTask.objects.filter(pk=task.pk).exclude(status__in=["completed", "failed",
-                                                                 "cancelled"]).update(
-            next_poll_at=timezone.now()
-        )
+        poll_now(task)
 
     def answer(self, status: int, data: dict[str, Any]) -> JsonResponse:
         response = JsonResponse(data, status=status)

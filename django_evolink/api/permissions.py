@@ -28,7 +28,7 @@ def visible_tasks(user: Any) -> QuerySet[ImageTask]:
         return qs
     if not getattr(user, "is_authenticated", False):
         return qs.none()
-    return qs.filter(user=user)
+    return qs.for_user(user)
 
 
 class IsOwnerOrStaff(BasePermission):

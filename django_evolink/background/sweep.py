@@ -74,7 +74,6 @@ COUNT_KEYS = (
 )
 
 _ACTIVE = sorted(ACTIVE_STATUSES)
-_UNFINISHED = sorted({Status.QUEUED, *ACTIVE_STATUSES})
 _FINAL = sorted(FINAL_STATUSES)
 
 
@@ -102,7 +101,7 @@ def submit_stuck_after() -> timedelta:
 
 def anything_due(now: datetime, *, all_tasks: bool = False) -> bool:
     """One query on the partial index of unfinished tasks: is there work for a sweep?"""
-    qs = ImageTask.objects.using(_alias()).filter(status__in=_UNFINISHED)
+    qs = ImageTask.objects.using(_alias()).unfinished()
     if not all_tasks:
         qs = qs.filter(Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True))
     return qs.exists()

@@ -8,6 +8,7 @@ files) is named apart so a reader can tell Evolink's truth from ours.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -53,14 +54,23 @@ def result_upload_to(instance: GeneratedImage, filename: str) -> str:
     return f"{conf.get('RESULTS_PATH').rstrip('/')}/{instance.task_id}/{instance.index}.{ext}"
 
 
+#: Statuses of tasks that are not final yet (the partial index's condition).
+UNFINISHED_STATUSES = frozenset({Status.QUEUED, *ACTIVE_STATUSES})
+
+
 class ImageTaskQuerySet(models.QuerySet):
+    """The task selections the library uses, named once."""
+
     def unfinished(self) -> ImageTaskQuerySet:
-        return self.exclude(status__in=FINAL_STATUSES)
+        """Tasks not final yet (written as ``IN``, so the partial index serves it)."""
+        return self.filter(status__in=sorted(UNFINISHED_STATUSES))
 
     def active(self) -> ImageTaskQuerySet:
-        return self.filter(status__in=ACTIVE_STATUSES)
+        """Tasks Evolink is working on (``pending`` or ``processing``)."""
+        return self.filter(status__in=sorted(ACTIVE_STATUSES))
 
-    def for_user(self, user) -> ImageTaskQuerySet:
+    def for_user(self, user: Any) -> ImageTaskQuerySet:
+        """Tasks owned by ``user``."""
         return self.filter(user=user)
 
 

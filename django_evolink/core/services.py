@@ -25,7 +25,7 @@ from ..exceptions import (
 )
 from . import hooks, tokens
 from .models import EventOutcome, EventSource, ImageTask, Status
-from .transitions import apply_payload, fail_task
+from .transitions import ApplyResult, apply_payload, fail_task
 
 logger = logging.getLogger("django_evolink.services")
 
@@ -153,21 +153,29 @@ def refresh_task(task: ImageTask, *, source: str = EventSource.REFRESH) -> Image
     A task Evolink no longer knows (404) is marked ``failed`` with the code
     ``not_found_error``. A task never accepted by Evolink is returned unchanged.
     """
-    if not task.evolink_id:
-        return task
+    if task.evolink_id:
+        fetch_and_apply(task, source=source)
+    return task
+
+
+def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyResult:
+    """``GET /v1/tasks/{id}`` for an accepted ``task`` and apply the answer through the
+    transition path; what every "ask Evolink now" (refresh, callback re-fetch) does.
+
+    A 404 marks the task ``failed`` with the code ``not_found_error`` (Evolink no longer
+    knows it); any other :class:`~django_evolink.exceptions.EvolinkError` is raised.
+    """
     try:
         answer = get_client().get_task(task.evolink_id)
     except EvolinkNotFoundError as exc:
-        fail_task(
+        return fail_task(
             task,
             code="not_found_error",
             message=exc.message or "Evolink no longer knows this task (expired or unknown).",
             source=source,
             payload=exc.body if isinstance(exc.body, dict) else {"error": exc.as_dict()},
         )
-        return task
-    apply_payload(task, answer, source=source)
-    return task
+    return apply_payload(task, answer, source=source, note=note)
 
 
 __all__ = [

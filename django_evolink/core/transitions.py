@@ -92,13 +92,22 @@ def record_event(
     return event
 
 
+def refusal(current: str, new: str) -> str | None:
+    """The forward-only rule: why a report of status ``new`` cannot move a task that is
+    ``current`` (``unchanged`` for a final task told the same, ``stale`` for anything
+    older), or ``None`` when it may be applied."""
+    if current in FINAL_STATUSES:
+        return EventOutcome.UNCHANGED if new == current else EventOutcome.STALE
+    if STATUS_RANK[new] < STATUS_RANK[current]:
+        return EventOutcome.STALE
+    return None
+
+
 def _merge(task: ImageTask, update: Update, now) -> tuple[str, list[str]]:
     """Apply ``update`` to the locked ``task`` in memory; return (outcome, fields)."""
-    if task.status in FINAL_STATUSES:
-        return (EventOutcome.UNCHANGED if update.status == task.status else EventOutcome.STALE), []
-    old_rank, new_rank = STATUS_RANK[task.status], STATUS_RANK[update.status]
-    if new_rank < old_rank:
-        return EventOutcome.STALE, []
+    refused = refusal(task.status, update.status)
+    if refused is not None:
+        return refused, []
     fields: list[str] = []
 
     def put(name: str, value: Any) -> None:
@@ -403,3 +412,15 @@ def _refresh_instance(target: ImageTask, source: ImageTask) -> None:
         return
     for f in ImageTask._meta.concrete_fields:
         setattr(target, f.attname, getattr(source, f.attname))
+
+
+def note_callback_received(task: ImageTask) -> None:
+    """Stamp that a callback arrived for ``task`` when nothing is applied (a final task's
+    late delivery): bookkeeping only, the status is not touched."""
+    ImageTask.objects.filter(pk=task.pk).update(callback_received_at=timezone.now())
+
+
+def poll_now(task: ImageTask) -> None:
+    """Make an unfinished ``task`` due for polling at once (a delivery that could not be
+    applied: the poll is the safety net). A final task is left alone."""
+    ImageTask.objects.filter(pk=task.pk).unfinished().update(next_poll_at=timezone.now())

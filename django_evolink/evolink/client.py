@@ -285,11 +285,7 @@ class EvolinkClient:
 
     def _key(self) -> str:
         if not self._api_key:
-            raise EvolinkConfigurationError(
-                "No Evolink API key: pass EvolinkClient(api_key=...), set EVOLINK = "
-                "{'API_KEY': ...} in your Django settings or the EVOLINK_API_KEY "
-                "environment variable."
-            )
+            raise EvolinkConfigurationError.missing_api_key()
         return self._api_key
 
     def _request(self, method: str, base: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -507,23 +503,24 @@ def _str_or_none(value: Any) -> str | None:
 
 # ---------------------------------------------------------------------- shared client
 
-_SETTINGS_KEYS = (
-    "API_KEY",
-    "BASE_URL",
-    "FILES_BASE_URL",
-    "CONNECT_TIMEOUT",
-    "READ_TIMEOUT",
-    "MAX_RETRIES",
-    "RETRY_BACKOFF",
-    "RETRY_MAX_WAIT",
-    "POOL_SIZE",
-)
+#: The client's constructor arguments and the settings they are read from.
+_SETTINGS_KEYS = {
+    "api_key": "API_KEY",
+    "base_url": "BASE_URL",
+    "files_base_url": "FILES_BASE_URL",
+    "connect_timeout": "CONNECT_TIMEOUT",
+    "read_timeout": "READ_TIMEOUT",
+    "max_retries": "MAX_RETRIES",
+    "backoff": "RETRY_BACKOFF",
+    "max_wait": "RETRY_MAX_WAIT",
+    "pool_size": "POOL_SIZE",
+}
 _shared_lock = threading.Lock()
-_shared: tuple[tuple[Any, ...], EvolinkClient] | None = None
+_shared: tuple[dict[str, Any], EvolinkClient] | None = None
 
 
-def _current_settings() -> tuple[Any, ...]:
-    return tuple(conf.get(key) for key in _SETTINGS_KEYS)
+def _current_settings() -> dict[str, Any]:
+    return {argument: conf.get(key) for argument, key in _SETTINGS_KEYS.items()}
 
 
 def get_client() -> EvolinkClient:
@@ -537,29 +534,5 @@ def get_client() -> EvolinkClient:
     values = _current_settings()
     with _shared_lock:
         if _shared is None or _shared[0] != values:
-            (
-                api_key,
-                base_url,
-                files_base_url,
-                connect_timeout,
-                read_timeout,
-                max_retries,
-                backoff,
-                max_wait,
-                pool_size,
-            ) = values
-            _shared = (
-                values,
-                EvolinkClient(
-                    api_key=api_key,
-                    base_url=base_url,
-                    files_base_url=files_base_url,
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    max_retries=max_retries,
-                    backoff=backoff,
-                    max_wait=max_wait,
-                    pool_size=pool_size,
-                ),
-            )
+            _shared = (values, EvolinkClient(**values))
         return _shared[1]

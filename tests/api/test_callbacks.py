@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from django_evolink.api import callbacks
 from django_evolink.api.callbacks import CallbackView, redact_headers
+from django_evolink.core import services
 from django_evolink.models import EventOutcome, EventSource, ImageTask, TaskEvent
 from tests.support.api import callback_path, make_task, set_evolink, task_url
-from tests.support.evolink_samples import TASK_ID, result_urls, task_answer
+from tests.support.evolink_samples import TASK_ID, error_answer, result_urls, task_answer
 
 pytest_plugins = ["tests.support.api_fixtures"]
 pytestmark = [pytest.mark.django_db]
@@ -123,7 +124,8 @@ def test_the_delivery_survives_a_failure_while_applying(client, evolink, monkeyp
     def boom(*args, **kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(callbacks, "apply_payload", boom)
+    # the re-fetched answer is applied by the refresh path (core.services)
+    monkeypatch.setattr(services, "apply_payload", boom)
     before = timezone.now()
     response = post(client, raw, task_answer(status="completed"))
     assert response.status_code == 503
@@ -303,6 +305,32 @@ def test_a_failed_refetch_answers_503_and_makes_the_task_due(client, evolink, se
     assert delivery.outcome == EventOutcome.ERROR and "re-fetch failed" in delivery.note
     task.refresh_from_db()
     assert task.status == "processing" and task.next_poll_at >= before
+
+
+def test_a_refetch_that_evolink_answers_404_fails_the_task_like_a_refresh(client, evolink,
+                                                                         settings):
+    """The re-fetch is the refresh path itself: Evolink no longer knowing the task marks
+    it failed with ``not_found_error`` (it used to answer 503 and leave it processing, so
+    Evolink retried the callback for a task nobody could ever complete)."""
+    set_evolink(settings, MAX_RETRIES=0)
+    task, raw = make_task()
+    evolink.get(task_url(), status=404, json=error_answer(404))
+    response = post(client, raw, task_answer(status="completed"))
+    assert response.status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.error_code) == ("failed", "not_found_error")
+    delivery, verdict = events(task)
+    assert delivery.outcome == EventOutcome.UNCHANGED and "verified by fetching" in delivery.note
+    assert verdict.changed is True and verdict.status_after == "failed"
+
+
+def test_a_late_delivery_for_a_final_task_is_stamped_not_applied(client, evolink):
+    task, raw = make_task(status="completed", progress=100)
+    response = post(client, raw, task_answer(status="completed"))
+    assert response.status_code == 200 and response.json()["outcome"] == "unchanged"
+    task.refresh_from_db()
+    assert task.status == "completed" and task.callback_received_at is not None
+    assert len(evolink.calls) == 0
 
 
 # ------------------------------------------------------------------- trusted bodies
