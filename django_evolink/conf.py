@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .exceptions import EvolinkConfigurationError
+
 #: The default of every key of ``settings.EVOLINK``. Documented in docs/settings.md.
 DEFAULTS: dict[str, Any] = {
     # --- Evolink account and endpoints -------------------------------------------
@@ -71,8 +73,6 @@ DEFAULTS: dict[str, Any] = {
 def _user_settings() -> dict[str, Any]:
     value = getattr(settings, "EVOLINK", None) or {}
     if not isinstance(value, dict):
-        from .exceptions import EvolinkConfigurationError
-
         raise EvolinkConfigurationError(
             "settings.EVOLINK must be a dict, e.g. EVOLINK = {'API_KEY': ...}."
         )

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from django_evolink.emulator import Emulator
+
 #: The API key the fixture puts in ``settings.EVOLINK``.
 EMULATOR_API_KEY = "sk-evo-emulator-test"
 
@@ -46,8 +48,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _start(options: dict[str, Any]):
-    from django_evolink.emulator import Emulator
-
     return Emulator(**{**FIXTURE_DEFAULTS, **options}).start()
 
 

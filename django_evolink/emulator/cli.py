@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from .server import Emulator
 
 DESCRIPTION = """\
 Run a local Evolink emulator: POST /v1/images/generations, GET /v1/tasks/{id},
@@ -98,8 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_emulator(options: dict[str, Any]):
     """An :class:`Emulator` configured from parsed options (not started)."""
-    from .server import Emulator
-
     delays = tuple(float(d) for d in str(options["callback_retry_delays"]).split(",") if d)
     emulator = Emulator(
         api_keys=options.get("api_keys") or None,
@@ -145,8 +146,6 @@ def run(options: dict[str, Any], out=None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m django_evolink.emulator``."""
-    import logging
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     options = vars(build_parser().parse_args(argv))
     return run(options)

@@ -274,6 +274,20 @@ def test_a_refused_upload_maps_like_create_and_keeps_nothing(api, settings, stat
     assert not ImageTask.objects.exists() and stored_inputs() == []
 
 
+def test_an_upload_answer_without_a_file_url_is_a_malformed_answer(api, settings):
+    """Evolink answered the upload but named no URL to pass on: 502 with the malformed
+    answer's code, nothing kept (this path raised ModuleNotFoundError after the move into api/)."""
+    answer = upload_answer()
+    del answer["data"]["file_url"], answer["data"]["download_url"]
+    with responses.RequestsMock() as rsps:
+        rsps.post(UPLOAD_URL, json=answer)
+        response = send(api, png())
+    assert response.status_code == 502, response.content
+    assert response.json()["code"] == "malformed_response"
+    assert response.json()["task"] is None
+    assert not ImageTask.objects.exists() and stored_inputs() == []
+
+
 def test_an_evolink_refusal_after_upload_keeps_the_copies_on_the_failed_task(api, settings):
     set_evolink(settings, MAX_RETRIES=0)
     with responses.RequestsMock() as rsps:
