@@ -276,13 +276,15 @@ class ModelSpec:
                 if isinstance(n, int) and count + n > rule["max"]:
                     yield Problem("n", "images_plus_n",
                                   {"max": rule["max"], "images": count, "n": n})
-            elif kind == "only_with" and rule["param"] in body and rule["param"] not in failed:
+            elif (kind == "only_with" and rule["param"] in body
+                  and not failed & {rule["param"], *rule["requires"]}):
                 for other, need in rule["requires"].items():
                     got = body.get(other, self.default_n if other == "n" else None)
                     if got != need:
                         yield Problem(rule["param"], "only_with",
                                       {"param": rule["param"], "other": other, "value": need})
-            elif kind == "when_value" and body.get(rule["param"]) == rule["value"]:
+            elif (kind == "when_value" and body.get(rule["param"]) == rule["value"]
+                  and not failed & {rule["param"], "output_format", "image_urls"}):
                 allowed = rule.get("output_format")
                 chosen = body.get("output_format")
                 if allowed and chosen is not None and chosen not in allowed:
