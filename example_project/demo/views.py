@@ -46,6 +46,16 @@ MESSAGES = {
     "status_completed": _("completed"),
     "status_failed": _("failed"),
     "status_cancelled": _("cancelled"),
+    "images_legend": _("Images: choose up to %s files…"),
+    "image_rules": _("Allowed: %s."),
+    "any_image": _("any image"),
+    "model_default": _("(the model's default)"),
+    "yes": _("yes"),
+    "no": _("no"),
+    "about_tokens": _("about %s tokens (checked by Evolink)"),
+    "text_to_image": _("This model makes images from the prompt alone: it takes no images."),
+    "bad_json": _("Not valid JSON."),
+    "models_failed": _("Could not load the list of models; the default model is used."),
 }
 
 
@@ -56,7 +66,7 @@ def index(request: HttpRequest) -> HttpResponse:
     spec = catalogue.get_spec(conf.get("DEFAULT_MODEL"))
     return render(request, "demo/index.html", {
         "spec": spec,
-        "n_choices": list(range(1, spec.n_max + 1)),
+        "n_choices": list(range(spec.n_min, (spec.n_max or spec.n_min) + 1)),
         "uses_emulator": getattr(settings, "EVOLINK_USES_EMULATOR", False),
         "emulator_url": getattr(settings, "EXAMPLE_EMULATOR_URL", ""),
         "messages_js": {key: str(value) for key, value in MESSAGES.items()},
