@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from django_evolink.core.transitions import apply_payload
 from django_evolink.evolink.payloads import (
     ERROR_STATUSES,
     EVOLINK_STATUSES,
@@ -24,6 +25,7 @@ from django_evolink.evolink.payloads import (
     parse_payload,
     storable,
 )
+from django_evolink.models import ImageTask
 
 ID = "task-unified-1757156493-imcg5zqt"
 URL = "https://files.evolink.ai/r/0.png"
@@ -273,6 +275,29 @@ def test_absent_credits_reserved_is_none() -> None:
 def test_bad_credits_reserved_is_malformed(credits: Any) -> None:
     """Negative, non-finite, unparsable, boolean or non-scalar credits: malformed."""
     malformed(body(usage={"credits_reserved": credits}))
+
+
+@pytest.mark.parametrize("credits", ["1e12", 1e12, "99999999999.9999", "10000000000", "1e20"])
+def test_credits_larger_than_the_column_holds_are_malformed(credits: Any) -> None:
+    """More than ImageTask.credits_reserved holds (14 digits, 4 decimals) is refused as
+    malformed: stored, it made the task unreadable on SQLite (InvalidOperation)."""
+    malformed(body(usage={"credits_reserved": credits}))
+
+
+def test_the_largest_credit_amount_the_column_holds_is_kept() -> None:
+    value = parse_payload(body(usage={"credits_reserved": "9999999999.9999"})).credits_reserved
+    assert value == Decimal("9999999999.9999")
+
+
+@pytest.mark.django_db
+def test_a_huge_credit_amount_never_reaches_the_database() -> None:
+    """End to end: the delivery is recorded as malformed and the task stays readable."""
+    task = ImageTask.objects.create(prompt="p", image_urls=[], evolink_id="task-big",
+                                    status="pending")
+    result = apply_payload(task, {"id": "task-big", "status": "processing",
+                                  "usage": {"credits_reserved": "1e12"}}, source="poll")
+    assert result.outcome == "malformed"
+    assert ImageTask.objects.get(pk=task.pk).credits_reserved is None
 
 
 # --- task_info -----------------------------------------------------------------------------
