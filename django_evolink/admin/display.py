@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import re
-from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -19,6 +18,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 
 from .. import conf
+from ..core.credits import format_credits
 from ..core.models import GeneratedImage, ImageTask, Status
 from ..exceptions import redact
 
@@ -109,13 +109,6 @@ def safe_text(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------ small parts
-
-
-def format_credits(value: Decimal | None) -> str:
-    """``1.2000`` -> ``"1.2"``; ``None`` -> ``""``."""
-    if value is None:
-        return ""
-    return format(Decimal(value).normalize(), "f")
 
 
 def muted(text: str) -> SafeString:

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from io import StringIO
+from typing import Any
+
 import pytest
 import requests
 import responses
+from django.core.management import call_command
 
 from django_evolink.models import Status
 from tests.support import evolink_samples as samples
@@ -66,3 +70,35 @@ def test_changelist_renders_without_an_api_key(su_client, settings, user):
     response = su_client.get(CHANGELIST)
     assert response.status_code == 200
     assert "unavailable" in response.content.decode()
+
+
+#: Credits answers the admin and ``evolink_credits`` used to read differently.
+CREDITS_ANSWERS = {
+    # the documented shape: the API key's figures are not the account's
+    "documented": samples.credits_answer(),
+    # ``unlimited_credits`` as text is not ``true``; amounts as text or with trailing zeros
+    "loose types": {"success": True, "message": "", "data": {
+        "token": {"remaining_credits": 5, "unlimited_credits": "false", "used_credits": 1},
+        "user": {"remaining_credits": 1000.0, "used_credits": "2.5000"},
+    }},
+    "unlimited key": samples.credits_answer(unlimited=True),
+}
+
+
+def _command_lines() -> list[str]:
+    out = StringIO()
+    call_command("evolink_credits", stdout=out, stderr=StringIO())
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("answer", CREDITS_ANSWERS.values(), ids=CREDITS_ANSWERS.keys())
+def test_admin_and_command_show_the_same_figures(su_client, evolink, answer: dict[str, Any]):
+    evolink.replace(responses.GET, f"{BASE}/v1/credits", json=answer)
+    balance = su_client.get(CHANGELIST).context["evolink_balance"]
+    assert balance["ok"]
+    lines = _command_lines()
+    remaining = "unlimited" if balance["unlimited"] else balance["user_remaining"]
+    assert f"Remaining credits: {remaining}" in lines
+    assert f"Used credits: {balance['user_used']}" in lines
+    if not balance["unlimited"]:
+        assert f"This key: {balance['token_remaining']} left" in lines
