@@ -29,11 +29,12 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..background import queue
+from ..background.downloads import can_download
 from ..core import services
 from ..core.models import EventSource, GeneratedImage, ImageTask, Status
 from ..core.transitions import apply_payload
 from ..exceptions import EvolinkError, EvolinkValidationError
-from .display import safe_text, source_link_alive
+from .display import safe_text
 
 logger = logging.getLogger("django_evolink.admin")
 
@@ -156,7 +157,7 @@ class TaskActions(ActionReporting):
     @admin.action(description=_("Download missing images"), permissions=("download",))
     def download_missing_images(self, request: HttpRequest, queryset: QuerySet) -> None:
         """Clear the recorded failure of each completed task's missing images whose link
-        is alive, and enqueue their download; expired links are reported, not tried."""
+        can still be downloaded, and enqueue their download; expired links are reported."""
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
@@ -177,7 +178,7 @@ class TaskActions(ActionReporting):
                 )
                 continue
             now = timezone.now()
-            alive = [image.pk for image in missing_images if source_link_alive(image, now)]
+            alive = [image.pk for image in missing_images if can_download(image, now)]
             if not alive:
                 self.message_user(
                     request,

@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 
 from .. import conf
+from ..background.downloads import can_download, download_deadline
 from ..core.credits import format_credits
 from ..core.models import GeneratedImage, ImageTask, Status
 from ..exceptions import redact
@@ -58,7 +59,6 @@ __all__ = [
     "progress_bar",
     "redact_data",
     "safe_text",
-    "source_link_alive",
     "status_badge",
     "storage_url",
     "thumbnail",
@@ -206,16 +206,8 @@ def input_url(task: ImageTask) -> str | None:
     return None
 
 
-def source_link_alive(image: GeneratedImage, now: dt.datetime | None = None) -> bool:
-    """Whether Evolink's link to ``image`` has not expired yet (as far as we know)."""
-    if not image.source_url:
-        return False
-    expires = image.source_expires_at
-    return expires is None or expires > (now or timezone.now())
-
-
 def image_url(image: GeneratedImage | None) -> str | None:
-    """The stored copy's URL, else Evolink's link while it has not expired."""
+    """The stored copy's URL, else Evolink's link while it can still be fetched."""
     if image is None:
         return None
     if image.file:
@@ -223,7 +215,7 @@ def image_url(image: GeneratedImage | None) -> str | None:
             return image.file.url
         except Exception:
             logger.debug("no URL for stored image %s", image.pk, exc_info=True)
-    if source_link_alive(image):
+    if can_download(image):
         return image.source_url
     return None
 
@@ -234,17 +226,21 @@ def image_size(image: GeneratedImage) -> str:
 
 
 def link_state(image: GeneratedImage) -> str:
-    """The state of Evolink's link: "alive", "expired" or "expiry unknown"."""
-    if image.source_expires_at is None:
-        return gettext("expiry unknown")
-    return gettext("alive") if source_link_alive(image) else gettext("expired")
+    """The state of Evolink's link: "alive", "expired", or "expiry unknown" (alive, no expiry).
+
+    Alive means :func:`~django_evolink.background.downloads.can_download`: the same rule
+    the downloads follow.
+    """
+    if not can_download(image):
+        return gettext("expired")
+    return gettext("alive") if image.source_expires_at else gettext("expiry unknown")
 
 
 def link_expiry(image: GeneratedImage) -> str:
-    """Like :func:`link_state`, with the time the link expires."""
+    """Like :func:`link_state`, with the time downloads stop trying (their deadline)."""
+    when = {"when": local_time(download_deadline(image))}
+    if not can_download(image):
+        return gettext("expired %(when)s") % when
     if image.source_expires_at is None:
         return gettext("expiry unknown")
-    when = {"when": local_time(image.source_expires_at)}
-    if source_link_alive(image):
-        return gettext("expires %(when)s") % when
-    return gettext("expired %(when)s") % when
+    return gettext("expires %(when)s") % when

@@ -1,6 +1,7 @@
 """Result images: their own read-only admin, and the inline on a task's change page.
 
-Whether Evolink's link to an image is still alive is shown by
+Whether Evolink's link to an image is still usable is the downloads' rule
+(:func:`~django_evolink.background.downloads.can_download`), shown by
 :func:`.display.link_state` and :func:`.display.link_expiry`.
 """
 
@@ -41,7 +42,7 @@ class GeneratedImageInline(ReadOnlyInlineMixin, admin.TabularInline):
 
     @admin.display(description=_("preview"))
     def preview(self, obj: GeneratedImage) -> SafeString:
-        """A medium thumbnail of the stored copy, else of Evolink's live link."""
+        """A medium thumbnail of the stored copy, else of Evolink's usable link."""
         return thumbnail(image_url(obj), size="medium")
 
     @admin.display(description=_("stored file"))
@@ -59,7 +60,7 @@ class GeneratedImageInline(ReadOnlyInlineMixin, admin.TabularInline):
 
     @admin.display(description=_("Evolink link"))
     def original_link(self, obj: GeneratedImage) -> SafeString:
-        """Evolink's link and when it expires."""
+        """Evolink's link and until when downloads try it."""
         if not obj.source_url:
             return format_html("{}", "–")
         return format_html(
@@ -118,7 +119,7 @@ class GeneratedImageAdmin(ReadOnlyMirrorAdmin):
 
     @admin.display(description=_("preview"))
     def preview(self, obj: GeneratedImage) -> SafeString:
-        """A thumbnail of the stored copy, else of Evolink's live link."""
+        """A thumbnail of the stored copy, else of Evolink's usable link."""
         return thumbnail(image_url(obj))
 
     @admin.display(description=_("task"), ordering="task")

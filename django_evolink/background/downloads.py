@@ -257,6 +257,13 @@ def download_deadline(image: GeneratedImage) -> datetime:
     return deadline
 
 
+def can_download(image: GeneratedImage, now: datetime | None = None) -> bool:
+    """Whether Evolink's link to ``image`` can still be fetched and is worth a try: it has
+    one and :func:`download_deadline` (``source_expires_at`` / ``DOWNLOAD_RETRY_HOURS``)
+    has not passed."""
+    return bool(image.source_url) and download_deadline(image) > (now or timezone.now())
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failed ones (jittered +-25 %)."""
     base = float(conf.get("DOWNLOAD_BACKOFF")) * (2 ** max(0, min(attempts - 1, 30)))

@@ -8,7 +8,9 @@ import datetime as dt
 import pytest
 import requests
 import responses
+from django.conf import settings
 from django.contrib.admin.models import LogEntry
+from django.test import override_settings
 from django.utils import timezone
 
 from django_evolink.models import EventSource, GeneratedImage, ImageTask, Status, TaskEvent
@@ -212,3 +214,22 @@ def test_download_action_stores_the_images(su_client, user, monkeypatch, png_byt
     assert all(i.file and i.width == 512 and not i.download_error for i in stored.values())
     assert any("have expired" in m for m in messages_of(response))
     assert not GeneratedImage.objects.get(task=expired).file
+
+
+def test_download_action_does_not_retry_past_the_download_retry_window(su_client, user,
+                                                                        monkeypatch):
+    """Evolink's link still works for 21 h, but DOWNLOAD_RETRY_HOURS (2) has passed: the
+    action gives up as the downloads do, instead of clearing the recorded failure."""
+    queued = []
+    monkeypatch.setattr("django_evolink.background.queue.enqueue_downloads", queued.append)
+    task = make_task(user, status=Status.COMPLETED, images=1)
+    gave_up = "The download failed (ConnectionError). Gave up: the link expires before another try."
+    now = timezone.now()
+    GeneratedImage.objects.filter(task=task).update(
+        created_at=now - dt.timedelta(hours=3), source_expires_at=now + dt.timedelta(hours=21),
+        download_error=gave_up, download_attempts=4)
+    with override_settings(EVOLINK={**settings.EVOLINK, "DOWNLOAD_RETRY_HOURS": 2}):
+        response = post_action(su_client, CHANGELIST, "download_missing_images", [task])
+    assert queued == []
+    assert any("have expired" in m for m in messages_of(response))
+    assert GeneratedImage.objects.get(task=task).download_error == gave_up
