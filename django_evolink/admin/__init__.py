@@ -3,8 +3,8 @@
 The mirrored task is Evolink's truth, not a form: every page is read-only (no add,
 no change, deleting for superusers only). What staff can do goes through the same
 code paths as everything else (``services.refresh_task``, ``services.create_task``,
-``transitions.apply_payload``, ``queue.enqueue_downloads``), as admin actions that
-report per task and never fail the page when Evolink is down.
+``transitions.apply_payload``, ``downloads.retry_missing_images``), as admin actions
+that report per task and never fail the page when Evolink is down.
 
 The changelists stay fast on large tables: a fixed number of queries per page
 (``list_select_related``, a sliced prefetch of the first result image), no full-table

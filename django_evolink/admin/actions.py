@@ -3,7 +3,7 @@ and reports it (a message per row, an admin log entry per success, never a serve
 
 The rules the actions trigger live in the domain layers: ``core.services`` (refresh,
 resubmit), ``core.transitions.apply_payload`` (re-apply a recorded delivery) and
-``background.queue.enqueue_downloads`` (download missing images).
+``background.downloads.retry_missing_images`` (download missing images).
 """
 
 from __future__ import annotations
@@ -23,15 +23,13 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ..background import queue
-from ..background.downloads import can_download
+from ..background.downloads import retry_missing_images
 from ..core import services
-from ..core.models import EventSource, GeneratedImage, ImageTask, Status
+from ..core.models import EventSource, ImageTask, Status
 from ..core.transitions import apply_payload
 from ..exceptions import EvolinkError, EvolinkValidationError
 from .display import safe_text
@@ -156,8 +154,8 @@ class TaskActions(ActionReporting):
 
     @admin.action(description=_("Download missing images"), permissions=("download",))
     def download_missing_images(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """Clear the recorded failure of each completed task's missing images whose link
-        can still be downloaded, and enqueue their download; expired links are reported."""
+        """Give each completed task's missing images another try now
+        (``downloads.retry_missing_images``); expired links are reported, not tried."""
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
@@ -169,46 +167,37 @@ class TaskActions(ActionReporting):
                     messages.WARNING,
                 )
                 continue
-            missing_images = list(GeneratedImage.objects.filter(task=task, file=""))
-            if not missing_images:
+            retry = self._attempt(
+                request,
+                lambda task=task: retry_missing_images(task),
+                failure=gettext("%(task)s: the download could not be queued: %(error)s"),
+                subject={"task": short},
+                log=("admin: enqueueing downloads of task %s failed", task.pk),
+            )
+            if retry is FAILED:
+                continue
+            if not retry.missing:
                 self.message_user(
                     request,
                     gettext("%(task)s: every image is already stored.") % {"task": short},
                     messages.INFO,
                 )
-                continue
-            now = timezone.now()
-            alive = [image.pk for image in missing_images if can_download(image, now)]
-            if not alive:
+            elif not retry.scheduled:
                 self.message_user(
                     request,
                     gettext("%(task)s: Evolink's links to the missing images have expired; "
                             "they cannot be downloaded any more.") % {"task": short},
                     messages.WARNING,
                 )
-                continue
-            missing = len(alive)
-            # an admin asks for a try now: clear a recorded failure and a scheduled retry
-            GeneratedImage.objects.filter(pk__in=alive, file="").update(
-                download_error="", next_download_at=None
-            )
-            result = self._attempt(
-                request,
-                lambda task=task: queue.enqueue_downloads(task.pk),
-                failure=gettext("%(task)s: the download could not be queued: %(error)s"),
-                subject={"task": short},
-                log=("admin: enqueueing downloads of task %s failed", task.pk),
-            )
-            if result is FAILED:
-                continue
-            self._done(
-                request, task, gettext("Queued the download of missing images."),
-                ngettext(
-                    "%(task)s: download of %(count)d missing image queued.",
-                    "%(task)s: download of %(count)d missing images queued.",
-                    missing,
-                ) % {"task": short, "count": missing},
-            )
+            else:
+                self._done(
+                    request, task, gettext("Queued the download of missing images."),
+                    ngettext(
+                        "%(task)s: download of %(count)d missing image queued.",
+                        "%(task)s: download of %(count)d missing images queued.",
+                        retry.scheduled,
+                    ) % {"task": short, "count": retry.scheduled},
+                )
 
     @admin.action(description=_("Resubmit as a new task"), permissions=("resubmit",))
     def resubmit_as_new_task(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -13,6 +13,7 @@ from django.contrib.admin.models import LogEntry
 from django.test import override_settings
 from django.utils import timezone
 
+from django_evolink.background.sweep import run_sweep
 from django_evolink.models import EventSource, GeneratedImage, ImageTask, Status, TaskEvent
 from tests.support import evolink_samples as samples
 from tests.support.admin import (  # noqa: F401 - fixtures
@@ -233,3 +234,22 @@ def test_download_action_does_not_retry_past_the_download_retry_window(su_client
     assert queued == []
     assert any("have expired" in m for m in messages_of(response))
     assert GeneratedImage.objects.get(task=task).download_error == gave_up
+
+
+def test_download_action_leaves_the_images_due_when_its_job_is_lost(su_client, user,
+                                                                    monkeypatch):
+    """The job the action enqueues is lost (a broker without receipts, a dead worker): the
+    images are due, as after the downloads' own retry, so the next sweep enqueues them."""
+    queued = []
+    monkeypatch.setattr("django_evolink.background.queue.enqueue_downloads", queued.append)
+    task = make_task(user, status=Status.COMPLETED, images=2)
+    GeneratedImage.objects.filter(task=task).update(
+        download_error="The image link answered HTTP 404.", download_attempts=1,
+        next_download_at=None)
+    post_action(su_client, CHANGELIST, "download_missing_images", [task])
+    assert queued == [task.pk]
+    queued.clear()  # lost
+    counts = run_sweep()
+    assert queued == [task.pk] and counts["downloads_enqueued"] == 1
+    for image in GeneratedImage.objects.filter(task=task):
+        assert image.download_error == "" and image.download_attempts == 1
