@@ -1,5 +1,4 @@
 """The admin actions: refresh, download missing images, resubmit, re-apply, buttons."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -16,19 +15,15 @@ from django.utils import timezone
 from django_evolink.background.sweep import run_sweep
 from django_evolink.models import EventSource, GeneratedImage, ImageTask, Status, TaskEvent
 from tests.support import evolink_samples as samples
-from tests.support.admin import (  # noqa: F401 - fixtures
+from tests.support.admin import (
     BASE,
     CHANGELIST,
     EVENTS,
-    _fast_password_hasher,
     add_event,
-    admin_user,
     change_url,
-    evolink,
     make_task,
     messages_of,
     post_action,
-    su_client,
 )
 
 pytestmark = pytest.mark.django_db

@@ -1,5 +1,4 @@
 """Evolink's balance above the task changelist, and the page when Evolink is down."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -13,16 +12,7 @@ from django.core.management import call_command
 
 from django_evolink.models import Status
 from tests.support import evolink_samples as samples
-from tests.support.admin import (  # noqa: F401 - fixtures
-    API_KEY,
-    BASE,
-    CHANGELIST,
-    _fast_password_hasher,
-    admin_user,
-    evolink,
-    make_task,
-    su_client,
-)
+from tests.support.admin import API_KEY, BASE, CHANGELIST, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,4 @@
 """What the admin shows never leaks a secret."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -9,22 +8,18 @@ import responses
 from django_evolink.admin import redact_data
 from django_evolink.models import GeneratedImage, Status
 from tests.support import evolink_samples as samples
-from tests.support.admin import (  # noqa: F401 - fixtures
+from tests.support.admin import (
     API_KEY,
     BASE,
     CHANGELIST,
     EVENTS,
     IMAGES,
     USAGE,
-    _fast_password_hasher,
     add_event,
-    admin_user,
     change_url,
-    evolink,
     make_task,
     messages_of,
     post_action,
-    su_client,
 )
 
 pytestmark = pytest.mark.django_db

@@ -1,5 +1,4 @@
 """The changelists' filters and search."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -9,17 +8,7 @@ import pytest
 from django.utils import timezone
 
 from django_evolink.models import Status
-from tests.support.admin import (  # noqa: F401 - fixtures
-    CHANGELIST,
-    EVENTS,
-    _fast_password_hasher,
-    add_event,
-    admin_user,
-    evolink,
-    make_task,
-    result_ids,
-    su_client,
-)
+from tests.support.admin import CHANGELIST, EVENTS, add_event, make_task, result_ids
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,4 @@
 """The result images' admin: whether Evolink's link is still usable follows the downloads."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -13,14 +12,7 @@ from django.utils import timezone
 
 from django_evolink.admin import GeneratedImageAdmin
 from django_evolink.models import GeneratedImage, Status
-from tests.support.admin import (  # noqa: F401 - fixtures
-    IMAGES,
-    _fast_password_hasher,
-    admin_user,
-    evolink,
-    make_task,
-    su_client,
-)
+from tests.support.admin import IMAGES, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,4 @@
 """The admin pages: who sees them, what they show, that the mirror is read-only."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -11,19 +10,7 @@ from django.utils import timezone
 
 from django_evolink.models import GeneratedImage, ImageTask, Status
 from tests.support import evolink_samples as samples
-from tests.support.admin import (  # noqa: F401 - fixtures
-    CHANGELIST,
-    EVENTS,
-    IMAGES,
-    USAGE,
-    _fast_password_hasher,
-    add_event,
-    admin_user,
-    change_url,
-    evolink,
-    make_task,
-    su_client,
-)
+from tests.support.admin import CHANGELIST, EVENTS, IMAGES, USAGE, add_event, change_url, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,4 @@
 """The changelists' paginator never counts a whole large table."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -7,14 +6,7 @@ import pytest
 
 from django_evolink.admin import EstimatedCountPaginator
 from django_evolink.models import ImageTask
-from tests.support.admin import (  # noqa: F401 - fixtures
-    CHANGELIST,
-    _fast_password_hasher,
-    admin_user,
-    evolink,
-    make_task,
-    su_client,
-)
+from tests.support.admin import CHANGELIST, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,4 @@
 """The usage view: numbers per day and per user, CSV export, periods."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -10,14 +9,7 @@ import pytest
 from django.utils import timezone
 
 from django_evolink.models import Status
-from tests.support.admin import (  # noqa: F401 - fixtures
-    USAGE,
-    _fast_password_hasher,
-    admin_user,
-    evolink,
-    make_task,
-    su_client,
-)
+from tests.support.admin import USAGE, make_task
 
 pytestmark = pytest.mark.django_db
 
