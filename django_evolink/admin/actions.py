@@ -201,20 +201,14 @@ class TaskActions(ActionReporting):
 
     @admin.action(description=_("Resubmit as a new task"), permissions=("resubmit",))
     def resubmit_as_new_task(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """Create a new task with each task's request (spends credits)."""
+        """Create a new task with each task's request: model, prompt, images and the
+        model's parameters (spends credits)."""
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
             new = self._attempt(
                 request,
-                lambda task=task: services.create_task(
-                    prompt=task.prompt,
-                    image_urls=list(task.image_urls or []),
-                    n=task.n,
-                    model=task.model,
-                    user=task.user,
-                    input_files=list(task.input_files or []),
-                ),
+                lambda task=task: services.create_like(task, user=task.user),
                 failure=gettext("%(task)s: resubmission failed: %(error)s"),
                 subject={"task": short},
                 log=("admin resubmit of task %s failed", task.pk),

@@ -82,6 +82,22 @@ def create_task(
     return task
 
 
+def create_like(task: ImageTask, *, user: Any = None) -> ImageTask:
+    """A new task with ``task``'s request (model, prompt, images, ``n`` where the model
+    takes it, parameters and stored input copies), validated and submitted as
+    :func:`create_task` does; what the admin's resubmit runs."""
+    spec = catalogue.CATALOGUE.get(task.model)
+    return create_task(
+        prompt=task.prompt or None,
+        image_urls=list(task.image_urls or []),
+        n=task.n if spec is None or spec.takes("n") else None,
+        model=task.model,
+        params=dict(task.params or {}),
+        user=user,
+        input_files=list(task.input_files or []),
+    )
+
+
 def request_fields(task: ImageTask) -> dict[str, Any]:
     """What is sent to Evolink for ``task``: only what its model takes, by Evolink's names
     (``model``, ``prompt``, ``image_urls``, ``n`` and ``params``)."""
@@ -201,6 +217,7 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyRes
 
 
 __all__ = [
+    "create_like",
     "create_task",
     "request_fields",
     "refresh_task",
