@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # `make test` runs everything but the slow reliability tests; `make test-all` runs those too.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: install test test-all test-postgres lint docs demo bench build clean check-migrations
+.PHONY: install test test-all test-postgres lint docs demo bench build clean check-migrations catalogue
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: $(STAMP)
 
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations django_evolink --check --dry-run --settings=tests.settings
+
+# `make catalogue`: regenerate django_evolink/evolink/catalogue.json and docs/models.md
+# from Evolink's parameter definitions (CATALOGUE_SOURCE, default ../shared/evolink-models.json).
+CATALOGUE_SOURCE ?= ../shared/evolink-models.json
+catalogue: $(STAMP)
+	$(PY) scripts/build_catalogue.py $(CATALOGUE_SOURCE)
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
