@@ -235,17 +235,13 @@ def task_list_create(view: Any) -> Any:
 
 def model_list(view: Any) -> Any:
     """Annotate ``models/``."""
-    if not HAS_SPECTACULAR:
-        return view
-
-    view.get = extend_schema(
-        operation_id="evolink_models_list",
-        summary="The models this site allows, each with the JSON Schema of its create body",
-        responses={
-            200: OpenApiResponse(MODEL_LIST_SCHEMA, description="The allowed models."),
-            **_common_errors(),
-        },
-    )(view.get)
+    if HAS_SPECTACULAR:
+        view.get = extend_schema(
+            operation_id="evolink_models_list",
+            summary="The models this site allows, each with the JSON Schema of its create body",
+            responses={200: OpenApiResponse(MODEL_LIST_SCHEMA, description="The allowed models."),
+                       **_common_errors()},
+        )(view.get)
     return view
 
 

@@ -120,35 +120,20 @@ def _validation_error(exc: EvolinkValidationError, rename: dict[str, str] | None
 
 
 # The fields both ways of creating a task share, declared for the OpenAPI schema (the
-# catalogue checks every field and says what is allowed). Factories rather than a base
-# class: DRF puts a base class's fields first, which would reorder the OpenAPI schema.
+# catalogue checks every field and says what is allowed). Made by a factory rather than
+# a base class: DRF puts a base class's fields first, which would reorder the schema.
+_HELP = {
+    "prompt": gettext_lazy("What to make (the model's limit: see GET models/; 1 to 2000 "
+                           "characters for wan2.5-image-to-image)."),
+    "n": gettext_lazy("Number of images to make, for models that take n (default 1)."),
+    "model": gettext_lazy("Evolink model (default EVOLINK['DEFAULT_MODEL']); GET models/ "
+                          "lists the allowed ones and their parameters."),
+}
 
 
-def _prompt_field() -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        help_text=gettext_lazy(
-            "What to make (the model's limit: see GET models/; 1 to 2000 characters for "
-            "wan2.5-image-to-image)."
-        ),
-    )
-
-
-def _n_field() -> serializers.IntegerField:
-    return serializers.IntegerField(
-        required=False, min_value=1,
-        help_text=gettext_lazy("Number of images to make, for models that take n (default 1)."),
-    )
-
-
-def _model_field() -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        help_text=gettext_lazy(
-            "Evolink model (default EVOLINK['DEFAULT_MODEL']); GET models/ lists the allowed "
-            "ones and their parameters."
-        ),
-    )
+def _optional(name: str, field_class: type[serializers.Field], **kwargs: Any) -> Any:
+    """An optional field ``name`` of the create body, documented for the schema."""
+    return field_class(required=False, help_text=_HELP[name], **kwargs)
 
 
 def _split_body(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,7 +153,7 @@ class TaskCreateSerializer(serializers.Serializer):
     """``POST tasks/`` with JSON: ``model``, ``prompt``, ``image_urls``, ``n`` and the
     model's other parameters by Evolink's names (``size``, ``quality``, ...)."""
 
-    prompt = _prompt_field()
+    prompt = _optional("prompt", serializers.CharField)
     image_urls = serializers.ListField(
         child=serializers.URLField(),
         required=False,
@@ -177,8 +162,8 @@ class TaskCreateSerializer(serializers.Serializer):
             "none for text-to-image models)."
         ),
     )
-    n = _n_field()
-    model = _model_field()
+    n = _optional("n", serializers.IntegerField, min_value=1)
+    model = _optional("model", serializers.CharField)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # The catalogue checks every field and says what is allowed; DRF's own field
@@ -215,7 +200,7 @@ class TaskUploadSerializer(serializers.Serializer):
     bombs) before anything is stored or sent. Errors about the files are keyed ``images``.
     """
 
-    prompt = _prompt_field()
+    prompt = _optional("prompt", serializers.CharField)
     images = serializers.ListField(
         child=ImageFileField(),
         required=False,
@@ -225,8 +210,8 @@ class TaskUploadSerializer(serializers.Serializer):
             "transparency)."
         ),
     )
-    n = _n_field()
-    model = _model_field()
+    n = _optional("n", serializers.IntegerField, min_value=1)
+    model = _optional("model", serializers.CharField)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         files, values = _form_values(data)

@@ -30,30 +30,31 @@ def max_input_bytes(limits: ImageLimits | None) -> int:
     return (limits.max_bytes if limits and limits.max_bytes else None) or DEFAULT_MAX_INPUT_BYTES
 
 
+#: Evolink's English for each image problem (``imagerules`` codes), by code.
+_MESSAGES = {
+    "file_too_big": "{label}: the image is {size} bytes, larger than the {max_mb:g} MB limit "
+                    "({max} bytes)",
+    "format": "{label}: unsupported image format {fmt} (supported formats: {formats})",
+    "alpha": "{label}: {fmt} images with a transparency (alpha) channel are not supported",
+    "sides": "{label}: image {side} {value} px is outside the allowed range [{min}, {high}] px "
+             "(image is {width}x{height})",
+    "pixels": "{label}: the image has {got} pixels, outside the allowed range "
+              "[{low_pixels}, {high}]",
+    "ratio": "{label}: the aspect ratio {width}:{height} is outside [{min}, {max}]",
+}
+_UNREADABLE = "{label}: the content is not a readable image (supported formats: {formats})"
+
+
 def _message(problem: Problem, label: str, limits: ImageLimits, size: int) -> str:
-    args = problem.args
-    formats = ", ".join(limits.formats or ()) or "any image"
-    code = problem.code
-    if code == "file_too_big":
-        return (f"{label}: the image is {size} bytes, larger than the "
-                f"{args['max_mb']:g} MB limit ({args['max']} bytes)")
-    if code == "format":
-        return (f"{label}: unsupported image format {args['format'].lower()} "
-                f"(supported formats: {formats})")
-    if code == "alpha":
-        return f"{label}: {args['format'].lower()} images with a transparency (alpha) channel " \
-               "are not supported"
-    if code == "sides":
-        high = args["max"] if args["max"] is not None else "∞"
-        return (f"{label}: image {args['side']} {args['value']} px is outside the allowed "
-                f"range [{args['min']}, {high}] px (image is {args['width']}x{args['height']})")
-    if code == "pixels":
-        return (f"{label}: the image has {args['got']} pixels, outside the allowed range "
-                f"[{args['min'] or 1}, {args['max'] or '∞'}]")
-    if code == "ratio":
-        return (f"{label}: the aspect ratio {args['width']}:{args['height']} is outside "
-                f"[{args['min']}, {args['max']}]")
-    return f"{label}: the content is not a readable image (supported formats: {formats})"
+    args = dict(problem.args)
+    facts = {
+        **args, "label": label, "size": size,
+        "formats": ", ".join(limits.formats or ()) or "any image",
+        "fmt": str(args.get("format", "")).lower(),
+        "high": "∞" if args.get("max") is None else args["max"],
+        "low_pixels": args.get("min") or 1,
+    }
+    return _MESSAGES.get(problem.code, _UNREADABLE).format(**facts)
 
 
 def check_input_image(data: bytes, label: str, limits: ImageLimits) -> Image.Image:

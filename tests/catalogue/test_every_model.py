@@ -18,22 +18,16 @@ from django_evolink.core import services
 from django_evolink.evolink.modelspec import load
 from django_evolink.models import ImageTask
 from django_evolink.pytest_plugin import EMULATOR_API_KEY
+from tests.support import catalogue_cases as cases
 from tests.support.api import LIST_URL, create_calls, set_evolink, upload
-from tests.support.catalogue_cases import (
-    IMAGE_MODELS,
-    fitting_image,
-    invalid_cases,
-    spec_of,
-    valid_body,
-)
 
 pytest_plugins = ["tests.support.api_fixtures"]
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_hashing", "clear_cache")]
 
-INVALID = [(name, param, value) for name in IMAGE_MODELS
-           for param, value in invalid_cases(spec_of(name))]
-WITH_IMAGES = [name for name in IMAGE_MODELS if spec_of(name).images is not None]
+INVALID = [(name, param, value) for name in cases.IMAGE_MODELS
+           for param, value in cases.invalid_cases(cases.spec_of(name))]
+WITH_IMAGES = [name for name in cases.IMAGE_MODELS if cases.spec_of(name).images is not None]
 
 
 @pytest.fixture
@@ -57,17 +51,17 @@ def _creates(emulator) -> list:
 
 
 def test_the_catalogue_has_every_image_model_of_the_data():
-    assert len(IMAGE_MODELS) == 54
+    assert len(cases.IMAGE_MODELS) == 54
     assert {"wan2.5-image-to-image", "wan2.5-text-to-image", "doubao-seedream-4.5",
-            "gpt-image-1.5", "qwen-image-edit", "z-image-turbo"} <= set(IMAGE_MODELS)
+            "gpt-image-1.5", "qwen-image-edit", "z-image-turbo"} <= set(cases.IMAGE_MODELS)
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", cases.IMAGE_MODELS)
 def test_a_valid_task_reaches_evolink_with_exactly_the_models_parameters(
         name, evolink_emulator, every_model):
-    spec = spec_of(name)
-    image = fitting_image(spec.images)
-    body = valid_body(spec, url=lambda: _emulator_upload(evolink_emulator, image))
+    spec = cases.spec_of(name)
+    image = cases.fitting_image(spec.images)
+    body = cases.valid_body(spec, url=lambda: _emulator_upload(evolink_emulator, image))
     task = services.create_task(
         model=name, prompt=body.get("prompt"), image_urls=body.get("image_urls"),
         n=body.get("n"),
@@ -85,7 +79,7 @@ def test_a_valid_task_reaches_evolink_with_exactly_the_models_parameters(
                          ids=[f"{n}-{p}" for n, p, _ in INVALID])
 def test_an_invalid_value_is_refused_with_400_naming_the_parameter(
         name, param, value, api, evolink_http, every_model):
-    body = {"model": name, **valid_body(spec_of(name)), param: value}
+    body = {"model": name, **cases.valid_body(cases.spec_of(name)), param: value}
     response = api.post(LIST_URL, body, format="json")
     assert response.status_code == 400, response.content
     errors = response.json()
@@ -94,9 +88,9 @@ def test_an_invalid_value_is_refused_with_400_naming_the_parameter(
     assert not ImageTask.objects.exists()
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", cases.IMAGE_MODELS)
 def test_a_parameter_the_model_does_not_take_is_refused(name, api, evolink_http, every_model):
-    body = {"model": name, **valid_body(spec_of(name)), "not_a_parameter": 1}
+    body = {"model": name, **cases.valid_body(cases.spec_of(name)), "not_a_parameter": 1}
     response = api.post(LIST_URL, body, format="json")
     assert response.status_code == 400
     [message] = response.json()["not_a_parameter"]
@@ -107,12 +101,12 @@ def test_a_parameter_the_model_does_not_take_is_refused(name, api, evolink_http,
 @pytest.mark.parametrize("name", WITH_IMAGES)
 def test_an_upload_within_the_models_limits_is_accepted(name, api, evolink_emulator,
                                                         every_model):
-    spec = spec_of(name)
-    fields = {k: v for k, v in valid_body(spec).items() if k != "image_urls"}
+    spec = cases.spec_of(name)
+    fields = {k: v for k, v in cases.valid_body(spec).items() if k != "image_urls"}
     form = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower()
                 if isinstance(v, bool) else str(v)) for k, v in fields.items()}
     form["model"] = name
-    form["images"] = [upload("in.jpg", fitting_image(spec.images), "image/jpeg")]
+    form["images"] = [upload("in.jpg", cases.fitting_image(spec.images), "image/jpeg")]
     response = api.post(LIST_URL, form, format="multipart")
     assert response.status_code == 201, response.content
     [sent] = _creates(evolink_emulator)
@@ -121,13 +115,13 @@ def test_an_upload_within_the_models_limits_is_accepted(name, api, evolink_emula
         "model": name, **fields}
 
 
-@pytest.mark.parametrize("name", [n for n in IMAGE_MODELS if spec_of(n).images is None])
+@pytest.mark.parametrize("name", [n for n in cases.IMAGE_MODELS if cases.spec_of(n).images is None])
 def test_text_to_image_models_take_no_images(name, api, evolink_http, every_model):
-    body = {"model": name, **valid_body(spec_of(name)), "image_urls": ["https://93.184.215.14/a.png"]}
+    body = {"model": name, **cases.valid_body(cases.spec_of(name)), "image_urls": ["https://93.184.215.14/a.png"]}
     response = api.post(LIST_URL, body, format="json")
     assert response.status_code == 400
     assert response.json()["image_urls"] == [f"{name} takes no images."]
-    form = {"model": name, "prompt": "p", "images": [upload("in.png", fitting_image(None))]}
+    form = {"model": name, "prompt": "p", "images": [upload("in.png", cases.fitting_image(None))]}
     response = api.post(LIST_URL, form, format="multipart")
     assert response.status_code == 400
     assert response.json()["images"] == [f"{name} takes no images."]
