@@ -63,6 +63,7 @@ def get_spec(model: str | None) -> ModelSpec:
     """
     name = model or conf.get("DEFAULT_MODEL")
     allowed = allowed_models()
+    shown = name if not isinstance(name, str) or len(name) <= 100 else name[:100] + "…"
     spec = CATALOGUE.get(name) if isinstance(name, str) else None
     if spec is not None and name in allowed:
         return spec
@@ -71,13 +72,13 @@ def get_spec(model: str | None) -> ModelSpec:
         message = _(
             "%(model)s is a %(kind)s model; only image models can be used here. "
             "Allowed: %(allowed)s."
-        ) % {"model": name, "kind": _kind_word(other.kind), "allowed": ", ".join(allowed)}
+        ) % {"model": shown, "kind": _kind_word(other.kind), "allowed": ", ".join(allowed)}
     elif spec is not None:
         message = _("Model %(model)r is not allowed on this site. Allowed: %(allowed)s.") % {
-            "model": name, "allowed": ", ".join(allowed)}
+            "model": shown, "allowed": ", ".join(allowed)}
     else:
         message = _("Unknown model %(model)r. Allowed: %(allowed)s.") % {
-            "model": name, "allowed": ", ".join(allowed)}
+            "model": shown, "allowed": ", ".join(allowed)}
     raise EvolinkValidationError({"model": [message]})
 
 

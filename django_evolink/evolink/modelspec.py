@@ -190,10 +190,12 @@ class ModelSpec:
 
     @property
     def n_min(self) -> int:
+        """The fewest images to generate (1 for a model without ``n``)."""
         return int(self.properties.get("n", {}).get("minimum", 1))
 
     @property
     def n_max(self) -> int | None:
+        """The most images to generate (1 without ``n``; None: not stated)."""
         if not self.takes("n"):
             return 1
         return self.properties["n"].get("maximum")
@@ -387,7 +389,7 @@ class ModelSpec:
         if kind in ("object", "array"):
             try:
                 return json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to read
                 return text
         return text
 

@@ -173,3 +173,11 @@ def test_upload_limits_are_per_model():
         "The image is 500x500 px (250000 pixels); allowed: from 262144 to 36000000 pixels."]
     # transparency is fine where the model does not refuse it
     assert _upload_errors("gpt-image-2", make_image_bytes(400, 400, "PNG", mode="RGBA")) == []
+
+
+def test_form_json_nested_too_deep_stays_text_and_is_refused():
+    mj = load().models["mj-v7-outpaint"]
+    deep = "[" * 100000 + "]" * 100000
+    assert mj.form_value("model_params", deep) == deep
+    assert errors("mj-v7-outpaint", prompt="", params={"model_params": deep})[
+        "model_params"] == ["model_params must be an object."]
