@@ -30,6 +30,9 @@ class EvolinkError(Exception):
 
     #: Stable code stored on a failed task (``ImageTask.error_code``).
     code: str = "evolink_error"
+    #: Set on errors of a submission (core.services.submit_task): the local ImageTask.
+    #: Typed Any, not ImageTask: this module sits below the models and imports none.
+    task: Any
 
     def __init__(self, message: str = "") -> None:
         self.message = redact(str(message))

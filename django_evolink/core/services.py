@@ -120,15 +120,15 @@ def _send(task: ImageTask, raw_token: str) -> ImageTask:
         raise
     result = apply_payload(task, answer, source=EventSource.SUBMIT)
     if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
-        exc = EvolinkMalformedResponseError(
+        error = EvolinkMalformedResponseError(
             f"Evolink accepted the request but its answer could not be used ({result.outcome}).",
             status=200,
             body=answer,
         )
         _fail_and_attach(
-            task, exc, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
+            task, error, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
         )
-        raise exc
+        raise error
     return task
 
 
