@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
@@ -12,7 +14,7 @@ from ...exceptions import EvolinkError
 class Command(BaseCommand):
     help = _("Show the Evolink credit balance.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             answer = get_client().get_credits()
         except EvolinkError as exc:
