@@ -21,9 +21,12 @@ test suites that do not use them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from django_evolink.emulator import Emulator
 
 #: The API key the fixture puts in ``settings.EVOLINK``.
 EMULATOR_API_KEY = "sk-evo-emulator-test"
@@ -45,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _start(options: dict[str, Any]):
+def _start(options: dict[str, Any]) -> Emulator:
     from django_evolink.emulator import Emulator
 
     return Emulator(**{**FIXTURE_DEFAULTS, **options}).start()
