@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 
 from .. import conf
 from ..evolink.client import get_client
-from ..exceptions import EvolinkConfigurationError
+from ..exceptions import EvolinkConfigurationError, EvolinkMalformedResponseError
 
 logger = logging.getLogger("django_evolink.uploads")
 
@@ -115,8 +115,6 @@ def url_for(name: str, fileobj: IO[bytes], info: dict[str, Any], *, request: Any
         )
         url = answer.get("file_url") or answer.get("download_url")
         if not isinstance(url, str) or not url:
-            from .exceptions import EvolinkMalformedResponseError
-
             raise EvolinkMalformedResponseError(
                 "Evolink's upload answer has no file_url.", status=200, body=answer
             )
