@@ -35,7 +35,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
@@ -236,7 +236,8 @@ class CallbackView(CallbackTokenMixin, View):
                              before, before)
             ImageTask.objects.filter(pk=task.pk).update(callback_received_at=timezone.now())
             return hint
-        fetched = get_client().get_task(task.evolink_id)
+        # check_body matched the body's id (a non-empty str) to the task's Evolink id
+        fetched = get_client().get_task(cast(str, task.evolink_id))
         result = apply_payload(
             task, fetched, source=EventSource.CALLBACK,
             note=f"Evolink's answer, fetched to verify callback event {event.pk}",
@@ -286,6 +287,7 @@ class CallbackView(CallbackTokenMixin, View):
         response = JsonResponse(data, status=status)
         if status >= 400:
             # Django would log the path, and with it the token: log without it.
-            response._has_been_logged = True
+            # Django's private flag (read by django.utils.log.log_response); not in the stubs.
+            response._has_been_logged = True  # type: ignore[attr-defined]
             logger.warning("Callback answered %s (%s)", status, data.get("detail", ""))
         return response
