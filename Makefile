@@ -30,6 +30,7 @@ test-postgres: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy django_evolink
 
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations django_evolink --check --dry-run --settings=tests.settings
