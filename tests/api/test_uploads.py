@@ -294,15 +294,3 @@ def test_uploads_through_the_emulator(api, evolink_emulator):
     task = list(evolink_emulator.tasks.values())[-1]
     assert task.image_urls == response.json()["image_urls"]
 
-
-def test_an_upload_answer_without_a_file_url_is_a_malformed_answer(api, settings):
-    set_evolink(settings, MAX_RETRIES=0)
-    answer = upload_answer()
-    del answer["data"]["file_url"], answer["data"]["download_url"]
-    with responses.RequestsMock() as rsps:
-        rsps.post(UPLOAD_URL, json=answer)
-        response = send(api, png())
-    assert response.status_code == 502
-    assert response.json()["code"] == "malformed_response"
-    assert response.json()["task"] is None
-    assert not ImageTask.objects.exists() and stored_inputs() == []
