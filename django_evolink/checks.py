@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from django.apps import apps
+from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from . import conf
 from .background import schedule
@@ -37,8 +39,10 @@ _INT_KEYS = ("MAX_RETRIES", "POOL_SIZE", "POLL_BATCH_SIZE", "POLL_MAX_TASKS_PER_
 
 
 @register(Tags.compatibility)
-def check_settings(app_configs=None, **kwargs):
-    errors = []
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     user = getattr(settings, "EVOLINK", None)
     if user is not None and not isinstance(user, dict):
         return [Error("settings.EVOLINK must be a dict.", hint="EVOLINK = {'API_KEY': ...}",
@@ -116,9 +120,11 @@ def _model_hint(name: object) -> str:
 
 
 @register(Tags.compatibility)
-def check_models(app_configs=None, **kwargs):
+def check_models(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """E006: ``MODELS`` and ``DEFAULT_MODEL`` name image models of the catalogue."""
-    errors = []
+    errors: list[CheckMessage] = []
     if not isinstance(getattr(settings, "EVOLINK", None) or {}, dict):
         return []  # E001 says it
     chosen = conf.get("MODELS")
@@ -146,7 +152,9 @@ def check_models(app_configs=None, **kwargs):
 
 
 @register(Tags.compatibility)
-def check_django_q(app_configs=None, **kwargs):
+def check_django_q(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     q = getattr(settings, "Q_CLUSTER", {}) or {}
     timeout, retry = q.get("timeout"), q.get("retry")
     if timeout is not None and retry is not None and retry <= timeout:
@@ -160,7 +168,11 @@ def check_django_q(app_configs=None, **kwargs):
 
 
 @register(Tags.database)
-def check_schedule(app_configs=None, databases=None, **kwargs):
+def check_schedule(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
     """W004: the recurring sweep is not installed although django-q2's tables exist.
 
     Tagged ``database``: it runs only when checks are asked to look at a database
@@ -171,7 +183,7 @@ def check_schedule(app_configs=None, databases=None, **kwargs):
 
     if not databases or not apps.is_installed("django_q"):
         return []
-    warnings = []
+    warnings: list[CheckMessage] = []
     for alias in databases:
         try:
             if not schedule.schedule_table_exists(alias):

@@ -30,11 +30,10 @@ try:  # pragma: no branch - exercised by both installs
         extend_schema,
     )
 except ImportError:  # drf-spectacular is optional
-    extend_schema = None
-    OpenApiSerializerExtension = object
-
-#: Whether drf-spectacular is installed.
-HAS_SPECTACULAR = extend_schema is not None
+    #: Whether drf-spectacular is installed.
+    HAS_SPECTACULAR = False
+else:
+    HAS_SPECTACULAR = True
 
 _TASK_REF = {"$ref": "#/components/schemas/ImageTask"}
 
@@ -115,7 +114,9 @@ class ModelBodySerializer(serializers.Serializer):
     model_name = ""
 
 
-def body_serializers() -> dict[str, type[ModelBodySerializer]]:
+def body_serializers() -> dict[
+    str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]
+]:
     """One :class:`ModelBodySerializer` per image model of the catalogue, by model name
     (the document describes the package's API; ``EVOLINK['MODELS']`` narrows what a site
     accepts, and ``GET models/`` says which)."""
@@ -126,18 +127,20 @@ def body_serializers() -> dict[str, type[ModelBodySerializer]]:
     }
 
 
-class ModelBodyExtension(OpenApiSerializerExtension):
-    """drf-spectacular: a :class:`ModelBodySerializer` is its model's JSON Schema."""
+if HAS_SPECTACULAR:
 
-    target_class = ModelBodySerializer
-    match_subclasses = True
+    class ModelBodyExtension(OpenApiSerializerExtension):
+        """drf-spectacular: a :class:`ModelBodySerializer` is its model's JSON Schema."""
 
-    def get_name(self, auto_schema: Any = None, direction: Any = None) -> str:
-        name = self.target.model_name
-        return "TaskCreate_" + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+        target_class = ModelBodySerializer
+        match_subclasses = True
 
-    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        return openapi_body(catalogue.CATALOGUE[self.target.model_name])
+        def get_name(self, auto_schema: Any = None, direction: Any = None) -> str:
+            name = self.target.model_name
+            return "TaskCreate_" + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+
+        def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+            return openapi_body(catalogue.CATALOGUE[self.target.model_name])
 
 
 def _common_errors() -> dict[int, Any]:

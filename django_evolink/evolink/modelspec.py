@@ -11,11 +11,12 @@ them (:mod:`.catalogue`), the emulator speaks Evolink's English.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,10 @@ def _is_integer(checker: Any, value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: ``jsonschema.validators.extend`` (untyped in its stubs), typed for the strict check.
+_extend: Callable[..., Any] = jsonschema.validators.extend
 #: Draft 2020-12 with a strict ``integer``.
-Validator = jsonschema.validators.extend(
+Validator: Any = _extend(
     Draft202012Validator,
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
 )
@@ -58,7 +61,7 @@ class Problem:
 
     field: str
     code: str
-    args: Mapping[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,7 @@ class ModelSpec:
 
     def request_schema(self) -> dict[str, Any]:
         """The JSON Schema of the whole create body (``model`` included), for frontends."""
-        schema = json.loads(json.dumps(self.body))
+        schema: dict[str, Any] = json.loads(json.dumps(self.body))
         schema["properties"] = {"model": {"type": "string", "const": self.name},
                                 **schema["properties"]}
         schema["required"] = ["model", *schema.get("required", [])]
@@ -438,7 +441,7 @@ def _describe(keyword: str, error: Any, schema: Mapping[str, Any],
                 {**args, "min": schema.get("minItems", 0), "max": schema.get("maxItems"),
                  "got": len(error.instance)})
     if keyword == "anyOf" and path and path[-1] == "size":
-        ratios = next((alt["enum"] for alt in schema["anyOf"] if "enum" in alt), [])
+        ratios: list[Any] = next((alt["enum"] for alt in schema["anyOf"] if "enum" in alt), [])
         return "size_format", {**args, "allowed": list(ratios)}
     return "invalid", args
 

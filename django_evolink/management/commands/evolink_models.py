@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils.translation import gettext as _
 
 from ...evolink import catalogue
@@ -16,7 +16,7 @@ def _allowed(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         return ", ".join(str(v) for v in schema["enum"])
     if "anyOf" in schema:
-        ratios = next((alt["enum"] for alt in schema["anyOf"] if "enum" in alt), [])
+        ratios: list[Any] = next((alt["enum"] for alt in schema["anyOf"] if "enum" in alt), [])
         return ", ".join([*map(str, ratios), "WIDTHxHEIGHT"])
     parts = []
     if "minimum" in schema or "maximum" in schema:
@@ -36,11 +36,11 @@ class Command(BaseCommand):
     help = _("List the Evolink models this site allows and their parameters (--json: the "
              "same as GET models/).")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true",
                             help=_("Print the JSON that GET models/ answers."))
 
-    def handle(self, *args, json: bool = False, **options):
+    def handle(self, *args: Any, json: bool = False, **options: Any) -> None:
         models = catalogue.model_list()
         if json:
             self.stdout.write(_dumps(models))

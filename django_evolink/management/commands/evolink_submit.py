@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any, cast
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
 from ... import conf
 from ...background.downloads import download_task_images
 from ...core import services
-from ...core.models import Status
+from ...core.models import ImageTask, Status
 from ...evolink import catalogue
 from ...evolink.client import get_client
 from ...exceptions import EvolinkError, EvolinkValidationError
@@ -32,7 +33,7 @@ class Command(BaseCommand):
     help = _("Submit an image task to Evolink from the shell; --wait follows it to the end and "
              "prints where the stored images are.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--prompt", default=None,
                             help=_("What to make (required by most models)."))
         parser.add_argument("--image", action="append", default=[], dest="images",
@@ -58,7 +59,7 @@ class Command(BaseCommand):
                                    "no django-q2 worker runs: Q_CLUSTER['sync'] is True)."))
 
     # ------------------------------------------------------------------ inputs
-    def _image_url(self, value: str, spec) -> str:
+    def _image_url(self, value: str, spec: catalogue.ModelSpec) -> str:
         if value.lower().startswith(("http://", "https://")):
             return value
         if not os.path.isfile(value):
@@ -81,8 +82,9 @@ class Command(BaseCommand):
         self.stdout.write(_("Uploaded %(path)s -> %(url)s") % {"path": value, "url": url})
         return url
 
-    def _params(self, values: list[str], spec) -> dict:
-        params = {}
+    def _params(self, values: list[str], spec: catalogue.ModelSpec) -> dict[str, Any]:
+        """``--param NAME=VALUE`` options as the model's parameters (typed by its schema)."""
+        params: dict[str, Any] = {}
         for value in values:
             name, sep, text = value.partition("=")
             if not sep or not name.strip():
@@ -92,8 +94,10 @@ class Command(BaseCommand):
         return params
 
     # ------------------------------------------------------------------ main
-    def handle(self, *args, prompt=None, images=(), n=None, model=None, params=(), wait=False,
-               timeout=None, interval=2.0, poll_here=False, **options):
+    def handle(self, *args: Any, prompt: str | None = None, images: list[str] | None = None,
+               n: int | None = None, model: str | None = None, params: list[str] | None = None,
+               wait: bool = False, timeout: float | None = None, interval: float = 2.0,
+               poll_here: bool = False, **options: Any) -> None:
 
         try:
             spec = catalogue.get_spec(model)
@@ -115,7 +119,7 @@ class Command(BaseCommand):
         limit = float(timeout if timeout is not None else conf.get("TASK_TIMEOUT"))
         self._wait(task, here, limit, max(0.05, interval))
 
-    def _wait(self, task, here: bool, limit: float, interval: float) -> None:
+    def _wait(self, task: ImageTask, here: bool, limit: float, interval: float) -> None:
         deadline = time.monotonic() + limit
         tty = self.stdout.isatty()
         last = None
@@ -160,7 +164,7 @@ class Command(BaseCommand):
                 try:
                     where = image.file.path
                 except NotImplementedError:
-                    where = image.file.name
+                    where = cast(str, image.file.name)  # a truthy file has a name
                 self.stdout.write(where)
             else:
                 failed = True
