@@ -87,6 +87,11 @@ class _UserRow(_Aggregates):
     user: Any  # the user's pk (None for tasks without a user)
 
 
+class _ModelRow(_Aggregates):
+    model: str
+    billing_rule: str
+
+
 def _aggregates() -> dict[str, Any]:
     return {
         "tasks": Count("pk"),
@@ -160,12 +165,16 @@ def usage_data(start: dt.date, end: dt.date) -> dict[str, Any]:
                 "credits": row["credits"] or Decimal(0),
             }
         )
+    model_groups = cast(
+        "QuerySet[ImageTask, _ModelRow]",
+        base.values("model", "billing_rule").annotate(**_aggregates()),
+    )
     per_model = [
         {"model": row["model"], "billing_rule": row["billing_rule"] or "",
          "tasks": row["tasks"], "completed": row["completed"], "failed": row["failed"],
          "credits": row["credits"] or Decimal(0)}
-        for row in base.values("model", "billing_rule").annotate(**_aggregates())
-        .order_by(F("credits").desc(nulls_last=True), "-tasks", "model", "billing_rule")
+        for row in model_groups.order_by(F("credits").desc(nulls_last=True), "-tasks",
+                                         "model", "billing_rule")
     ]
     return {
         "models": per_model,
