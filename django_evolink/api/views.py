@@ -12,13 +12,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from rest_framework import generics, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,6 +30,7 @@ from ..exceptions import EvolinkError, EvolinkValidationError
 from . import schema, uploads
 from .errors import error_response
 from .pagination import EvolinkPagination
+from .parsers import EvolinkJSONParser, EvolinkMultiPartParser, too_large_message
 from .permissions import visible_tasks
 from .serializers import (
     ImageTaskSerializer,
@@ -45,6 +47,8 @@ class EvolinkAPIView(generics.GenericAPIView):
 
     serializer_class = ImageTaskSerializer
     lookup_url_kwarg = "id"
+    # every body these cannot take (too deep, too large, not JSON) is a 400 saying why
+    parser_classes = [EvolinkJSONParser, EvolinkMultiPartParser]
 
     def get_permissions(self) -> list[Any]:
         return [cls() for cls in conf.import_classes("PERMISSION_CLASSES")]
@@ -53,6 +57,9 @@ class EvolinkAPIView(generics.GenericAPIView):
         return [cls() for cls in conf.import_classes("THROTTLE_CLASSES")]
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, RequestDataTooBig):
+            # raised by request.body (DRF reads JSON through it) outside any parser
+            exc = ParseError(too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0))
         if isinstance(exc, EvolinkError):
             return error_response(exc, context=self.get_serializer_context())
         response = super().handle_exception(exc)
@@ -92,7 +99,6 @@ class EvolinkAPIView(generics.GenericAPIView):
 class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
     """``GET tasks/``: the caller's tasks; ``POST tasks/``: create a task."""
 
-    parser_classes = [JSONParser, MultiPartParser]
     pagination_class = EvolinkPagination
 
     def get_throttle_scope(self, request: Request) -> str | None:
