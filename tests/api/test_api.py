@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import timedelta
 
 import pytest
@@ -156,6 +157,32 @@ def test_create_refuses_a_body_that_is_not_an_object_or_not_json(api, evolink_ht
 def test_private_urls_are_allowed_when_the_setting_says_so(api, settings, evolink_http):
     set_evolink(settings, ALLOW_PRIVATE_URLS=True)
     assert create(api, image_urls=["http://127.0.0.1:9/a.png"]).status_code == 201
+
+
+def test_image_urls_are_judged_by_what_their_host_resolves_to(api, evolink_http, monkeypatch):
+    """What docs/rest-api.md promises: a name resolving to a private address (A or AAAA)
+    is refused; a name that does not resolve here is accepted (this machine cannot fetch
+    it anyway, and Evolink, on another network, may resolve it)."""
+    answers = {
+        "intranet.example.com": [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 0))],
+        "v6.example.com": [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fd00::7", 0, 0, 0))],
+        "cdn.example.com": [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 0))],
+    }
+
+    def fake_getaddrinfo(host, *args, **kwargs):
+        if host in answers:
+            return answers[host]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    for host in ("intranet.example.com", "v6.example.com"):
+        response = create(api, image_urls=[f"https://{host}/a.png"])
+        assert response.status_code == 400, host
+        assert "private or loopback" in " ".join(response.json()["image_urls"])
+    assert create(api, image_urls=["https://cdn.example.com/a.png"]).status_code == 201
+    ImageTask.objects.all().delete()  # the canned answer's Evolink id is used once
+    assert create(api, image_urls=["https://no-such-name.invalid/a.png"]).status_code == 201
+    assert len(create_calls(evolink_http)) == 2
 
 
 # ------------------------------------------------------------- refusal mapping (emulator)
