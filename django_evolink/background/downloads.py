@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from urllib.parse import urljoin
 
 import requests
@@ -56,6 +56,7 @@ from urllib3.exceptions import HTTPError as URLLib3Error
 from .. import conf, signals
 from ..core.models import GeneratedImage, ImageTask, Status, result_upload_to
 from ..evolink import url_policy
+from . import queue
 
 logger = logging.getLogger("django_evolink.downloads")
 
@@ -317,6 +318,13 @@ def download_deadline(image: GeneratedImage) -> datetime:
     return deadline
 
 
+def can_download(image: GeneratedImage, now: datetime | None = None) -> bool:
+    """Whether Evolink's link to ``image`` can still be fetched and is worth a try: it has
+    one and :func:`download_deadline` (``source_expires_at`` / ``DOWNLOAD_RETRY_HOURS``)
+    has not passed."""
+    return bool(image.source_url) and download_deadline(image) > (now or timezone.now())
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failed ones (jittered +-25 %)."""
     base = float(conf.get("DOWNLOAD_BACKOFF")) * (2 ** max(0, min(attempts - 1, 30)))
@@ -431,3 +439,32 @@ def download_task_images(task_id: Any, *, force: bool = False) -> dict[str, int]
         counts[download_image(image, force=force)] += 1
     mark_images_stored(task)
     return counts
+
+
+class RetryRequest(NamedTuple):
+    """What :func:`retry_missing_images` did: images not stored, and those scheduled."""
+
+    missing: int
+    scheduled: int
+
+
+def retry_missing_images(task: ImageTask, now: datetime | None = None) -> RetryRequest:
+    """Give the not-yet-stored images of a completed task another try, now.
+
+    Each missing image whose link :func:`can_download` loses its recorded failure and
+    becomes due (``next_download_at`` = now), exactly the state the sweep re-enqueues
+    when a job is lost; its attempt count is kept (the backoff goes on from there).
+    Then the task's download job is enqueued. Images past their deadline are left
+    alone. A task that is not completed has nothing to retry.
+    """
+    now = now or timezone.now()
+    if task.status != Status.COMPLETED:
+        return RetryRequest(0, 0)
+    missing = list(GeneratedImage.objects.filter(task=task, file=""))
+    due = [image.pk for image in missing if can_download(image, now)]
+    if due:
+        GeneratedImage.objects.filter(pk__in=due, file="").update(
+            download_error="", next_download_at=now
+        )
+        queue.enqueue_downloads(task.pk)
+    return RetryRequest(len(missing), len(due))

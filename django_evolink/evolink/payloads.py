@@ -18,6 +18,10 @@ from urllib.parse import urlsplit
 MALFORMED = "malformed"
 UNKNOWN_STATUS = "unknown_status"
 
+#: The largest credit amount recorded (what ``ImageTask.credits_reserved``, 14 digits
+#: with 4 decimals, holds); a larger one is refused as malformed, never half-stored.
+MAX_CREDITS = Decimal("9999999999.9999")
+
 #: Statuses Evolink may report for a task.
 EVOLINK_STATUSES = frozenset({"pending", "processing", "completed", "failed", "cancelled"})
 #: The statuses in which Evolink reports an error.
@@ -107,6 +111,8 @@ def parse_payload(payload: Any) -> Update:
                 )
             if not update.credits_reserved.is_finite() or update.credits_reserved < 0:
                 raise PayloadError(MALFORMED, "usage.credits_reserved must be >= 0")
+            if update.credits_reserved > MAX_CREDITS:
+                raise PayloadError(MALFORMED, f"usage.credits_reserved must be <= {MAX_CREDITS}")
     info = payload.get("task_info")
     if info is not None:
         if not isinstance(info, dict):

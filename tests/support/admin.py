@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import responses
+from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -60,6 +61,22 @@ def make_task(user: Any = None, *, status: str = Status.PROCESSING, prompt: str 
             file=f"evolink/results/{task.pk}/{i}.png" if stored else "",
         )
     return task
+
+
+def messages_of(response: Any) -> list[str]:
+    """The admin messages a response left for the user."""
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def post_action(client: Any, url: str, action: str, objs: list) -> Any:
+    """Run the changelist ``action`` at ``url`` on ``objs``."""
+    return client.post(url, {"action": action, "_selected_action": [str(o.pk) for o in objs],
+                             "index": "0"})
+
+
+def result_ids(response: Any) -> set:
+    """The primary keys on a changelist page."""
+    return {obj.pk for obj in response.context["cl"].result_list}
 
 
 def add_event(task: ImageTask, payload: Any, **fields: Any) -> TaskEvent:

@@ -1,29 +1,43 @@
-"""``manage.py evolink_credits``: the Evolink account balance."""
+"""``manage.py evolink_credits``: the Evolink account balance.
+
+The figures are read by :func:`django_evolink.core.credits.parse_credits`, as in the admin.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from ...core.credits import format_credits, parse_credits
 from ...evolink.client import get_client
 from ...exceptions import EvolinkError
 
 
 class Command(BaseCommand):
+    """Print the remaining and used credits of the account (and of the API key)."""
+
     help = _("Show the Evolink credit balance.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Ask Evolink once (with the client's retries) and print the figures."""
         try:
             answer = get_client().get_credits()
         except EvolinkError as exc:
             raise CommandError(_("Could not read the balance: %(error)s") % {"error": exc})
-        data = answer.get("data") if isinstance(answer, dict) else None
-        token = (data or {}).get("token") or (data or {}).get("user") or {}
-        if not isinstance(token, dict) or "remaining_credits" not in token:
+        balance = parse_credits(answer)
+        if balance is None or (balance.remaining is None and not balance.key_unlimited):
             raise CommandError(_("Evolink's credits answer has no balance."))
-        if token.get("unlimited_credits"):
+        if balance.key_unlimited:
             self.stdout.write(_("Remaining credits: unlimited"))
         else:
-            self.stdout.write(_("Remaining credits: %(n)s") % {"n": token["remaining_credits"]})
-        if "used_credits" in token:
-            self.stdout.write(_("Used credits: %(n)s") % {"n": token["used_credits"]})
+            self.stdout.write(
+                _("Remaining credits: %(n)s") % {"n": format_credits(balance.remaining)}
+            )
+        if balance.used is not None:
+            self.stdout.write(_("Used credits: %(n)s") % {"n": format_credits(balance.used)})
+        if balance.key_remaining is not None and not balance.key_unlimited:
+            self.stdout.write(
+                _("This key: %(n)s left") % {"n": format_credits(balance.key_remaining)}
+            )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q, Sum
@@ -23,10 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .core.models import ImageTask, Status
-
-if TYPE_CHECKING:
-    from .admin import ImageTaskAdmin
+from ..core.models import ImageTask, Status
 
 #: Longest period the usage view accepts, in days.
 MAX_DAYS = 366
@@ -51,6 +49,7 @@ class UsageForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
+        """Default to the last 30 days; refuse a reversed or too long period."""
         cleaned = super().clean()
         today = timezone.localdate()
         end = cleaned.get("end") or today
@@ -232,7 +231,7 @@ def _csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Ht
     return response
 
 
-def usage_view(request: HttpRequest, model_admin: ImageTaskAdmin) -> HttpResponse:
+def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
     """Credits and task counts per day and per user; ``?export=day|user`` for CSV."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied

@@ -1,5 +1,4 @@
 """The changelists run a fixed number of queries per page, whatever the page size."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.support.admin
 
 from __future__ import annotations
 
@@ -8,17 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_evolink.models import Status
-from tests.support.admin import (  # noqa: F401 - fixtures
-    CHANGELIST,
-    EVENTS,
-    IMAGES,
-    _fast_password_hasher,
-    add_event,
-    admin_user,
-    evolink,
-    make_task,
-    su_client,
-)
+from tests.support.admin import CHANGELIST, EVENTS, IMAGES, add_event, make_task
 
 pytestmark = pytest.mark.django_db
 

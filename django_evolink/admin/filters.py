@@ -1,0 +1,129 @@
+"""Narrowing the changelists: list filters that never scan a table for their choices,
+and the search helpers (user fields, a full task id)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import Field, QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from ..core.models import ImageTask
+from ..evolink import catalogue
+
+
+class ModelNameFilter(admin.SimpleListFilter):
+    """Filter by Evolink model; choices come from the catalogue (no table scan)."""
+
+    title = _("model")
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
+        """Every catalogue model, plus the one in the URL."""
+        names = set(catalogue.CATALOGUE)
+        selected = self.value()
+        if selected:
+            names.add(selected)
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(model=self.value())
+        return queryset
+
+
+class LocalErrorFilter(admin.SimpleListFilter):
+    """Failed tasks by the local decision that failed them; fixed choices (no table scan).
+
+    ``outcome_unknown`` is the one an operator must act on: the create was sent, its
+    answer was lost, and Evolink may have made and billed the task (see docs/reliability.md).
+    """
+
+    title = _("local error")
+    parameter_name = "error_code"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
+        return [
+            ("outcome_unknown", _("Outcome unknown: check the Evolink dashboard")),
+            ("timeout", _("Timed out")),
+            ("not_found_error", _("Unknown to Evolink")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(error_code=self.value())
+        return queryset
+
+
+class TaskUserFilter(admin.RelatedFieldListFilter):
+    """Filter by user; offers only users who have tasks, at most ``max_choices`` of them.
+
+    Any user can still be chosen by the URL (``?user__id__exact=<pk>``) or found with
+    the search box (user name, e-mail).
+    """
+
+    max_choices = 100
+
+    def field_choices(self, field: Field, request: HttpRequest,
+                      model_admin: admin.ModelAdmin) -> list[tuple[Any, str]]:
+        """Users who have tasks (at most ``max_choices``), in the admin's ordering."""
+        user_ids = (
+            ImageTask.objects.order_by()
+            .filter(user__isnull=False)
+            .values("user")
+            .distinct()[: self.max_choices]
+        )
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"pk__in": user_ids}, ordering=ordering
+        )
+
+
+class StoredFilter(admin.SimpleListFilter):
+    """Images stored in the site's storage, or not yet."""
+
+    title = _("stored")
+    parameter_name = "stored"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Iterable:
+        return (("yes", _("Stored")), ("no", _("Not stored yet")))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.exclude(file="")
+        if self.value() == "no":
+            return queryset.filter(file="")
+        return queryset
+
+
+# --------------------------------------------------------------------------- search
+
+
+def user_search_fields() -> list[str]:
+    """``user__<USERNAME_FIELD>`` and ``user__email`` when the user model has them."""
+    user_model = get_user_model()
+    names = {f.name for f in user_model._meta.get_fields()}
+    fields = [f"user__{user_model.USERNAME_FIELD}"]
+    email = getattr(user_model, "EMAIL_FIELD", "email")
+    if email in names and email != user_model.USERNAME_FIELD:
+        fields.append(f"user__{email}")
+    return fields
+
+
+def or_task_id(result: QuerySet, queryset: QuerySet, search_term: str | None,
+              lookup: str) -> QuerySet:
+    """``result`` plus the rows of ``queryset`` whose ``lookup`` is the task UUID searched for."""
+    term = (search_term or "").strip()
+    if term:
+        try:
+            task_id = uuid.UUID(term)
+        except ValueError:
+            pass
+        else:
+            result = result | queryset.filter(**{lookup: task_id})
+    return result

@@ -1,0 +1,53 @@
+"""The changelists' filters and search."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from django_evolink.models import Status
+from tests.support.admin import CHANGELIST, EVENTS, add_event, make_task, result_ids
+
+pytestmark = pytest.mark.django_db
+
+
+def test_filters(su_client, user, other_user):
+    done = make_task(user, status=Status.COMPLETED)
+    running = make_task(other_user, status=Status.PROCESSING)
+    old = make_task(user, status=Status.FAILED, created=timezone.now() - dt.timedelta(days=40))
+    orphan = make_task(None, status=Status.QUEUED, evolink_id=None)
+    assert result_ids(su_client.get(CHANGELIST)) == {done.pk, running.pk, old.pk, orphan.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"status__exact": "completed"})) == {done.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"user__id__exact": other_user.pk})) == {running.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"user__isnull": "True"})) == {orphan.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"model": "wan2.5-image-to-image"})) == {
+        done.pk, running.pk, old.pk, orphan.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"model": "other-model"})) == set()
+    since = (timezone.now() - dt.timedelta(days=7)).isoformat()
+    assert old.pk not in result_ids(su_client.get(CHANGELIST, {"created_at__gte": since}))
+    year = timezone.localtime(old.created_at).year
+    month = timezone.localtime(old.created_at).month
+    in_month = result_ids(su_client.get(CHANGELIST, {"created_at__year": year,
+                                               "created_at__month": month}))
+    assert old.pk in in_month
+    # the user filter offers users who have tasks
+    page = su_client.get(CHANGELIST).content.decode()
+    assert f"user__id__exact={other_user.pk}" in page
+
+
+def test_search(su_client, user, other_user):
+    fox = make_task(user, prompt="a red fox in the snow")
+    owl = make_task(other_user, prompt="an owl at night", evolink_id="task-unified-owl-42")
+    assert result_ids(su_client.get(CHANGELIST, {"q": "fox"})) == {fox.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"q": "task-unified-owl-42"})) == {owl.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"q": "bob"})) == {owl.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"q": "alice@example.com"})) == {fox.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"q": str(owl.pk)})) == {owl.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"q": "nothing-matches"})) == set()
+    ev = add_event(owl, {"id": owl.evolink_id}, note="hello")
+    add_event(fox, {"id": fox.evolink_id})
+    response = su_client.get(EVENTS, {"q": "task-unified-owl-42"})
+    assert result_ids(response) == {ev.pk}
+    assert result_ids(su_client.get(EVENTS, {"q": str(owl.pk)})) == {ev.pk}
