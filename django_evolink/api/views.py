@@ -31,7 +31,7 @@ from . import schema, uploads
 from .errors import error_response
 from .pagination import EvolinkPagination
 from .parsers import EvolinkJSONParser, EvolinkMultiPartParser, too_large_message
-from .permissions import visible_tasks
+from .permissions import IsOwnerOrModelPermission, visible_tasks
 from .serializers import (
     ImageTaskSerializer,
     TaskCreateSerializer,
@@ -87,6 +87,11 @@ class EvolinkAPIView(generics.GenericAPIView):
         if task is None:  # also another user's task: its existence is not revealed
             raise NotFound(_("No task with this id."))
         self.check_object_permissions(self.request, task)
+        # whatever the configured classes: the owner, or the model permission (a reader
+        # without change permission may see the task but not refresh it: 403)
+        rule = IsOwnerOrModelPermission()
+        if not rule.has_object_permission(self.request, self, task):
+            self.permission_denied(self.request, message=rule.message, code="permission_denied")
         return task
 
     def task_response(self, task: ImageTask, code: int = status.HTTP_200_OK,

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 import responses
+from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.test import Client
 from django.utils import timezone
@@ -427,6 +428,47 @@ def test_refresh_permission_matrix(user, other_user, staff_user, who, expected):
         rsps.get(task_url(), json=task_answer(status="processing"))
         assert client.post(refresh_url(task)).status_code == expected
         assert len(rsps.calls) == (1 if expected == 200 else 0)
+
+
+@pytest.fixture
+def staff_with(django_user_model):
+    """A staff user (``is_staff``, not superuser) holding the named model permissions."""
+    def make(*codenames: str):
+        staff = django_user_model.objects.create_user(
+            "clerk-" + "-".join(codenames or ("none",)), password="pw", is_staff=True)
+        staff.user_permissions.set(Permission.objects.filter(
+            content_type__app_label="django_evolink", codename__in=codenames))
+        return django_user_model.objects.get(pk=staff.pk)  # fresh permission cache
+    return make
+
+
+@pytest.mark.parametrize(
+    ("codenames", "detail", "refresh"),
+    [((), 404, 404),
+     (("view_imagetask",), 200, 403),
+     (("change_imagetask",), 200, 200),
+     (("view_imagetask", "change_imagetask"), 200, 200)],
+    ids=["staff without permissions", "view only", "change", "view and change"],
+)
+def test_other_peoples_tasks_follow_the_model_permissions_not_is_staff(
+        user, staff_with, codenames, detail, refresh):
+    """``is_staff`` alone used to read and refresh every task through the API while the
+    admin (model permissions) answered 403: the API now asks the same permissions."""
+    task, _ = make_task(user)
+    client = APIClient()
+    client.force_authenticate(staff_with(*codenames))
+    assert client.get(detail_url(task)).status_code == detail
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(task_url(), json=task_answer(status="processing"))
+        response = client.post(refresh_url(task))
+        assert response.status_code == refresh
+        assert len(rsps.calls) == (1 if refresh == 200 else 0)
+    if refresh == 403:
+        assert "change permission" in response.json()["detail"]
+    # their own tasks need no permission at all, and the list shows only those
+    own, _ = make_task(client.handler._force_user, evolink_id="task-unified-1-own")
+    assert client.get(detail_url(own)).status_code == 200
+    assert [t["id"] for t in client.get(LIST_URL).json()["results"]] == [str(own.pk)]
 
 
 @responses.activate
