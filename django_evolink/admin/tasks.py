@@ -231,17 +231,16 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
 
     @admin.display(description=_("image URLs"))
     def image_urls_display(self, obj: ImageTask) -> SafeString:
-        """Each input image URL with its thumbnail."""
+        """Each input image URL as text: the client chose it, so no ``<img>`` and no link
+        makes a staff browser fetch it (the stored copies below are shown as images)."""
         urls = [safe_text(u) for u in (obj.image_urls or []) if isinstance(u, str)]
         if not urls:
             return format_html("{}", "–")
         return format_html(
             '<div class="evolink-inputs">{}</div>',
             format_html_join(
-                "",
-                '<div class="evolink-input">{}<br><a href="{}" target="_blank" '
-                'rel="noopener noreferrer">{}</a></div>',
-                ((thumbnail(u, size="medium"), u, Truncator(u).chars(80)) for u in urls),
+                "", '<div class="evolink-input"><code title="{}">{}</code></div>',
+                ((u, Truncator(u).chars(120)) for u in urls),
             ),
         )
 
