@@ -32,6 +32,7 @@ from ..background.downloads import retry_missing_images
 from ..core import services
 from ..core.models import EventSource, ImageTask, Status
 from ..core.services import body_is_trusted, reapply_event
+from ..core.transitions import rotate_callback_token
 from ..exceptions import EvolinkError, EvolinkValidationError
 from .display import safe_text
 
@@ -151,6 +152,34 @@ class TaskActions(ActionReporting):
                 request, task, gettext("Refreshed from Evolink."),
                 gettext("%(task)s: refreshed, status %(before)s → %(after)s.")
                 % {"task": short, "before": before, "after": task.status},
+            )
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        """Rotating a callback token changes the task: the *change* permission."""
+        return self.has_evolink_change_permission(request)
+
+    @admin.action(description=_("Rotate the callback token (old callback URL stops working)"),
+                  permissions=("rotate",))
+    def rotate_callback_token(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Give each task a new callback token (``transitions.rotate_callback_token``): its
+        old callback URL, e.g. one seen in an access log, answers 404 from now on, and the
+        task is tracked by polling."""
+        rows = self._limit_rows(request, queryset)
+        for task in rows or ():
+            short = str(task.pk)[:8]
+            result = self._attempt(
+                request,
+                lambda task=task: rotate_callback_token(task, source=EventSource.ADMIN),
+                failure=gettext("%(task)s: rotating the token failed: %(error)s"),
+                subject={"task": short},
+                log=("admin rotation of the callback token of task %s failed", task.pk),
+            )
+            if result is FAILED:
+                continue
+            self._done(
+                request, task, gettext("Rotated the callback token."),
+                gettext("%(task)s: callback token rotated; its old callback URL answers 404 "
+                        "and the task is tracked by polling.") % {"task": short},
             )
 
     @admin.action(description=_("Download missing images"), permissions=("download",))

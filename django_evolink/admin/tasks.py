@@ -78,7 +78,8 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     list_per_page = 50
-    actions = ("refresh_from_evolink", "download_missing_images", "resubmit_as_new_task")
+    actions = ("refresh_from_evolink", "download_missing_images", "resubmit_as_new_task",
+               "rotate_callback_token")
     inlines = (GeneratedImageInline, TaskEventInline)
     change_list_template = "admin/django_evolink/imagetask/change_list.html"
     change_form_template = "admin/django_evolink/imagetask/change_form.html"

@@ -301,3 +301,13 @@ def test_download_action_leaves_the_images_due_when_its_job_is_lost(su_client, u
     assert queued == [task.pk] and counts["downloads_enqueued"] == 1
     for image in GeneratedImage.objects.filter(task=task):
         assert image.download_error == "" and image.download_attempts == 1
+
+
+def test_rotate_callback_token_action(su_client, user):
+    task = make_task(user, status=Status.PROCESSING, callback_token_hash="a" * 64)
+    response = post_action(su_client, CHANGELIST, "rotate_callback_token", [task])
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.callback_token_hash not in ("", "a" * 64) and task.next_poll_at is not None
+    assert task.events.filter(source=EventSource.ADMIN, note__contains="token rotated").exists()
+    assert any("token rotated" in m for m in messages_of(response))
