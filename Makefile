@@ -31,6 +31,7 @@ test-postgres: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy django_evolink
 
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations django_evolink --check --dry-run --settings=tests.settings
@@ -58,4 +59,4 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info docs/_build .pytest_cache .mypy_cache

@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from django.apps import apps
+from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from . import conf
 from .background import schedule
@@ -36,8 +38,10 @@ _INT_KEYS = ("MAX_RETRIES", "POOL_SIZE", "POLL_BATCH_SIZE", "POLL_MAX_TASKS_PER_
 
 
 @register(Tags.compatibility)
-def check_settings(app_configs=None, **kwargs):
-    errors = []
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     user = getattr(settings, "EVOLINK", None)
     if user is not None and not isinstance(user, dict):
         return [Error("settings.EVOLINK must be a dict.", hint="EVOLINK = {'API_KEY': ...}",
@@ -103,7 +107,9 @@ def check_settings(app_configs=None, **kwargs):
 
 
 @register(Tags.compatibility)
-def check_django_q(app_configs=None, **kwargs):
+def check_django_q(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     q = getattr(settings, "Q_CLUSTER", {}) or {}
     timeout, retry = q.get("timeout"), q.get("retry")
     if timeout is not None and retry is not None and retry <= timeout:
@@ -117,7 +123,11 @@ def check_django_q(app_configs=None, **kwargs):
 
 
 @register(Tags.database)
-def check_schedule(app_configs=None, databases=None, **kwargs):
+def check_schedule(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
     """W004: the recurring sweep is not installed although django-q2's tables exist.
 
     Tagged ``database``: it runs only when checks are asked to look at a database
@@ -128,7 +138,7 @@ def check_schedule(app_configs=None, databases=None, **kwargs):
 
     if not databases or not apps.is_installed("django_q"):
         return []
-    warnings = []
+    warnings: list[CheckMessage] = []
     for alias in databases:
         try:
             if not schedule.schedule_table_exists(alias):

@@ -10,11 +10,14 @@ back to the ``EVOLINK_API_KEY`` environment variable.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from .exceptions import EvolinkConfigurationError
+
+if TYPE_CHECKING:
+    from django.core.files.storage import Storage
 
 #: The default of every key of ``settings.EVOLINK``. Documented in docs/settings.md.
 DEFAULTS: dict[str, Any] = {
@@ -98,7 +101,8 @@ def get(key: str) -> Any:
 
 def api_key() -> str | None:
     """The API key, from ``EVOLINK['API_KEY']`` or ``$EVOLINK_API_KEY``; never logged."""
-    return get("API_KEY")
+    key: str | None = get("API_KEY")
+    return key
 
 
 def unknown_keys() -> list[str]:
@@ -106,7 +110,7 @@ def unknown_keys() -> list[str]:
     return sorted(k for k in _user_settings() if k not in DEFAULTS)
 
 
-def storage():
+def storage() -> Storage:
     """The storage that keeps input copies and result images."""
     from django.core.files.storage import storages
 

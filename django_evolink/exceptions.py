@@ -32,6 +32,7 @@ class EvolinkError(Exception):
     code: str = "evolink_error"
     #: The :class:`~django_evolink.models.ImageTask` kept as ``failed`` when this error
     #: refused a submission (``services.create_task`` / ``submit_task``); else ``None``.
+    #: Typed Any, not ImageTask: this module sits below the models and imports none.
     task: Any = None
 
     def __init__(self, message: str = "") -> None:

@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _start(options: dict[str, Any]):
+def _start(options: dict[str, Any]) -> Emulator:
     return Emulator(**{**FIXTURE_DEFAULTS, **options}).start()
 
 

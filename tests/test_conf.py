@@ -10,6 +10,7 @@ from django.test import override_settings
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
 from django_evolink import conf
+from django_evolink.evolink.client import get_client
 from django_evolink.exceptions import EvolinkConfigurationError
 
 ENV = "EVOLINK_API_KEY"
@@ -228,24 +229,13 @@ def test_environment_is_read_lazily(settings, monkeypatch: pytest.MonkeyPatch) -
     assert conf.api_key() is None
 
 
-def test_require_api_key_returns_the_key(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``require_api_key`` returns the effective key, from settings or the environment."""
-    monkeypatch.delenv(ENV, raising=False)
-    settings.EVOLINK = {"API_KEY": "sk-evo-settings"}
-    assert conf.require_api_key() == "sk-evo-settings"
-    settings.EVOLINK = {}
-    monkeypatch.setenv(ENV, "sk-evo-env")
-    assert conf.require_api_key() == "sk-evo-env"
-
-
 @pytest.mark.parametrize("evolink", [{}, {"API_KEY": None}, {"API_KEY": ""}])
-def test_require_api_key_names_both_ways_to_set_it(
-    settings, no_env_key, evolink: dict
-) -> None:
-    """Without a key, the error says to set EVOLINK['API_KEY'] or $EVOLINK_API_KEY."""
+def test_a_missing_key_names_both_ways_to_set_it(settings, no_env_key, evolink: dict) -> None:
+    """Without a key, the client's error says to set EVOLINK['API_KEY'] or $EVOLINK_API_KEY
+    (the one message: ``EvolinkConfigurationError.missing_api_key``)."""
     settings.EVOLINK = evolink
     with pytest.raises(EvolinkConfigurationError) as info:
-        conf.require_api_key()
+        get_client().get_credits()
     message = str(info.value)
     assert "EVOLINK = {'API_KEY'" in message
     assert "EVOLINK_API_KEY" in message
@@ -256,7 +246,7 @@ def test_missing_key_error_contains_no_key_material(settings, no_env_key) -> Non
     """The error never echoes a key-like value or other settings into the message."""
     settings.EVOLINK = {"API_KEY": "", "BASE_URL": "https://sk-evo-leak.example"}
     with pytest.raises(EvolinkConfigurationError) as info:
-        conf.require_api_key()
+        get_client().get_credits()
     assert "sk-evo" not in str(info.value)
     assert "leak" not in str(info.value)
 

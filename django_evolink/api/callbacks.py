@@ -279,6 +279,7 @@ class CallbackView(CallbackTokenMixin, View):
         response = JsonResponse(data, status=status)
         if status >= 400:
             # Django would log the path, and with it the token: log without it.
-            response._has_been_logged = True
+            # Django's private flag (read by django.utils.log.log_response); not in the stubs.
+            response._has_been_logged = True  # type: ignore[attr-defined]
             logger.warning("Callback answered %s (%s)", status, data.get("detail", ""))
         return response

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -85,7 +86,9 @@ def detail_for(exc: EvolinkError) -> str:
     return _("The image service failed or could not be reached; please try again later.")
 
 
-def error_response(exc: EvolinkError, *, task: Any = None, context: dict | None = None) -> Response:
+def error_response(
+    exc: EvolinkError, *, task: Any = None, context: Mapping[str, Any] | None = None
+) -> Response:
     """The answer for an Evolink refusal or failure: ``{detail, code, task}``."""
 
     if isinstance(exc, EvolinkValidationError):

@@ -13,6 +13,8 @@ class EvolinkPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
+    # Read lazily so override_settings works. DRF only reads page_size; the stubs
+    # declare it a plain (writable) attribute, hence the ignore.
     @property
-    def page_size(self) -> int:  # read lazily so override_settings works
+    def page_size(self) -> int:  # type: ignore[override]
         return int(conf.get("PAGE_SIZE"))

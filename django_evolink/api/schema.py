@@ -23,10 +23,10 @@ try:  # pragma: no branch - exercised by both installs
         extend_schema,
     )
 except ImportError:  # drf-spectacular is optional
-    extend_schema = None
-
-#: Whether drf-spectacular is installed.
-HAS_SPECTACULAR = extend_schema is not None
+    #: Whether drf-spectacular is installed.
+    HAS_SPECTACULAR = False
+else:
+    HAS_SPECTACULAR = True
 
 _TASK_REF = {"$ref": "#/components/schemas/ImageTask"}
 

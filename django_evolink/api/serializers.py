@@ -105,11 +105,13 @@ try:  # drf-spectacular is optional
     from drf_spectacular.utils import extend_schema_field
 except ImportError:  # pragma: no cover - exercised without the extra
     pass
-else:
-    ImageFileField = extend_schema_field({"type": "string", "format": "binary"})(ImageFileField)
+else:  # (marks the class itself and returns it)
+    extend_schema_field({"type": "string", "format": "binary"})(ImageFileField)
 
 
-def _validation_error(exc: EvolinkValidationError, rename: dict[str, str] | None = None):
+def _validation_error(
+    exc: EvolinkValidationError, rename: dict[str, str] | None = None
+) -> serializers.ValidationError:
     rename = rename or {}
     return serializers.ValidationError({rename.get(k, k): v for k, v in exc.errors.items()})
 
@@ -199,7 +201,7 @@ class TaskUploadSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, QueryDict):
-            files = data.getlist("images")
+            files: list[Any] = data.getlist("images")  # uploaded files (or stray text)
             values = {k: data.get(k) for k in ("prompt", "n", "model", "image_urls")}
         elif isinstance(data, Mapping):
             files = data.get("images") or []

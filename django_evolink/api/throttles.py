@@ -35,7 +35,7 @@ class EvolinkScopedRateThrottle(ScopedRateThrottle):
     """
 
     def get_rate(self) -> str | None:
-        return throttle_rates().get(self.scope)
+        return throttle_rates().get(self.scope) if self.scope else None
 
     def allow_request(self, request: Any, view: Any) -> bool:
         getter = getattr(view, "get_throttle_scope", None)

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.urls import reverse
@@ -111,7 +112,8 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
 
     def get_queryset(self) -> Any:
         user = self.request.user
-        if not getattr(user, "is_authenticated", False):
+        # (an AnonymousUser is never authenticated; the isinstance narrows the type)
+        if isinstance(user, AnonymousUser) or not getattr(user, "is_authenticated", False):
             return ImageTask.objects.none()
         query = TaskListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)

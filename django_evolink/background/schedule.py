@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.db.models.signals import post_migrate
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
+    from django_q.models import Schedule  # (django-q2 is untyped: Schedule is Any)
 
 from .. import conf
 from .queue import SWEEP_JOB
@@ -13,7 +19,7 @@ LEGACY_SWEEP_FUNCS = ("django_evolink.tasks.sweep",)
 SWEEP_NAME = "django-evolink poll sweep"
 
 
-def install_schedule(*, using: str = "default") -> tuple[object, bool]:
+def install_schedule(*, using: str = "default") -> tuple[Schedule, bool]:
     """Create the sweep Schedule when missing; keep an existing one (and an admin's
     edits to it) and delete duplicates. Returns ``(schedule, created)``."""
     from django_q.models import Schedule
@@ -49,7 +55,7 @@ def schedule_table_exists(using: str = "default") -> bool:
     return Schedule._meta.db_table in tables
 
 
-def find_schedule(using: str = "default") -> object | None:
+def find_schedule(using: str = "default") -> Schedule | None:
     """The installed sweep Schedule, or None (also when django-q2's tables are missing)."""
     if not schedule_table_exists(using):
         return None
@@ -63,7 +69,10 @@ def find_schedule(using: str = "default") -> object | None:
     )
 
 
-def _post_migrate(sender, app_config=None, using="default", **kwargs) -> None:
+def _post_migrate(
+    sender: AppConfig, app_config: AppConfig | None = None, using: str = "default",
+    **kwargs: Any,
+) -> None:
     """Install the sweep after ``migrate`` (and ``flush``, which also sends post_migrate)."""
     if not conf.get("INSTALL_SCHEDULE"):
         return
@@ -72,5 +81,5 @@ def _post_migrate(sender, app_config=None, using="default", **kwargs) -> None:
     install_schedule(using=using)
 
 
-def connect_post_migrate(app_config) -> None:
+def connect_post_migrate(app_config: AppConfig) -> None:
     post_migrate.connect(_post_migrate, sender=app_config, dispatch_uid="django_evolink_schedule")

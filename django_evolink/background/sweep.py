@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, router, transaction
 from django.db.models import F, Q
@@ -280,6 +280,11 @@ def _stop_at() -> float:
     return time.monotonic() + 0.8 * _lease().total_seconds()
 
 
+def _claimed_id(task: ImageTask) -> str:
+    """The Evolink id of a claimed task (the claim query takes only tasks that have one)."""
+    return cast(str, task.evolink_id)
+
+
 def _handle(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
             counts: dict[str, int]) -> None:
     try:
@@ -295,17 +300,18 @@ def _poll_batch(tasks: list[ImageTask], token: uuid.UUID, counts: dict[str, int]
     stop_at = _stop_at()
     if executor is None or len(tasks) == 1:
         for task in tasks:
-            _handle(task, token, *_fetch(task.evolink_id, stop_at), counts)
+            _handle(task, token, *_fetch(_claimed_id(task), stop_at), counts)
         return
-    futures = {executor.submit(_fetch, task.evolink_id, stop_at): task for task in tasks}
+    futures = {executor.submit(_fetch, _claimed_id(task), stop_at): task for task in tasks}
     for future in as_completed(futures):
         _handle(futures[future], token, *future.result(), counts)
 
 
-def _submit_batch(tasks: list[ImageTask], token: uuid.UUID,
-                  executor: ThreadPoolExecutor) -> tuple[uuid.UUID, dict]:
+def _submit_batch(
+    tasks: list[ImageTask], token: uuid.UUID, executor: ThreadPoolExecutor
+) -> tuple[uuid.UUID, dict[Future[tuple[str, Any]], ImageTask]]:
     stop_at = _stop_at()
-    return token, {executor.submit(_fetch, task.evolink_id, stop_at): task for task in tasks}
+    return token, {executor.submit(_fetch, _claimed_id(task), stop_at): task for task in tasks}
 
 
 # ----------------------------------------------------------------- queued and downloads

@@ -47,13 +47,18 @@ def _amount(value: Any) -> Decimal | None:
     return amount if amount.is_finite() else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def parse_credits(answer: Any) -> CreditBalance | None:
     """The figures of a ``GET /v1/credits`` answer, or None when it has no ``data`` object."""
     data = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(data, dict):
         return None
-    user = data.get("user") if isinstance(data.get("user"), dict) else {}
-    token = data.get("token") if isinstance(data.get("token"), dict) else {}
+    user = _object(data.get("user"))
+    token = _object(data.get("token"))
     return CreditBalance(
         remaining=_amount(user.get("remaining_credits")),
         used=_amount(user.get("used_credits")),

@@ -8,13 +8,17 @@ files) is named apart so a reader can tell Evolink's truth from ours.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.core.files.storage import Storage
 
 from .. import conf
 from ..exceptions import redact
@@ -34,7 +38,7 @@ FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 #: Statuses of tasks Evolink is still working on (what polling looks at).
 ACTIVE_STATUSES = frozenset({Status.PENDING, Status.PROCESSING})
 #: Order in which a task moves; a status never moves to a lower rank.
-STATUS_RANK = {
+STATUS_RANK: dict[str, int] = {
     Status.QUEUED: 0,
     Status.PENDING: 1,
     Status.PROCESSING: 2,
@@ -44,7 +48,7 @@ STATUS_RANK = {
 }
 
 
-def _storage():
+def _storage() -> Storage:
     return conf.storage()
 
 
@@ -69,7 +73,7 @@ class ImageTaskQuerySet(models.QuerySet):
         """Tasks Evolink is working on (``pending`` or ``processing``)."""
         return self.filter(status__in=sorted(ACTIVE_STATUSES))
 
-    def for_user(self, user: Any) -> ImageTaskQuerySet:
+    def for_user(self, user: AbstractBaseUser) -> ImageTaskQuerySet:
         """Tasks owned by ``user``."""
         return self.filter(user=user)
 
@@ -170,7 +174,7 @@ class ImageTask(models.Model):
         return self.status in FINAL_STATUSES
 
     @property
-    def usage(self) -> dict:
+    def usage(self) -> dict[str, Any]:
         return {
             "billing_rule": self.billing_rule or None,
             "credits_reserved": (
@@ -182,7 +186,7 @@ class ImageTask(models.Model):
         }
 
     @property
-    def error(self) -> dict | None:
+    def error(self) -> dict[str, str] | None:
         if not self.error_code and not self.error_message:
             return None
         return {"code": self.error_code, "message": self.error_message}

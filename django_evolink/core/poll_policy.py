@@ -40,7 +40,7 @@ def next_poll_delay(attempt: int, *, retry_after: float | None = None) -> float:
     """
     lo = float(conf.get("POLL_MIN_INTERVAL"))
     cap = float(conf.get("POLL_MAX_INTERVAL"))
-    base = min(cap, lo * (2 ** max(0, min(attempt, 30))))
+    base: float = min(cap, lo * (2 ** max(0, min(attempt, 30))))  # int ** int is Any
     delay = base * random.uniform(0.75, 1.25)
     delay = min(max(delay, lo), cap)
     if retry_after is not None:

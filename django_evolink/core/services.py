@@ -120,15 +120,15 @@ def _send(task: ImageTask, raw_token: str) -> ImageTask:
         raise
     result = apply_payload(task, answer, source=EventSource.SUBMIT)
     if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
-        exc = EvolinkMalformedResponseError(
+        error = EvolinkMalformedResponseError(
             f"Evolink accepted the request but its answer could not be used ({result.outcome}).",
             status=200,
             body=answer,
         )
         _fail_and_attach(
-            task, exc, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
+            task, error, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
         )
-        raise exc
+        raise error
     return task
 
 
@@ -165,6 +165,8 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyRes
     A 404 marks the task ``failed`` with the code ``not_found_error`` (Evolink no longer
     knows it); any other :class:`~django_evolink.exceptions.EvolinkError` is raised.
     """
+    if not task.evolink_id:
+        raise ValueError(f"task {task.pk} was never accepted by Evolink: nothing to fetch")
     try:
         answer = get_client().get_task(task.evolink_id)
     except EvolinkNotFoundError as exc:

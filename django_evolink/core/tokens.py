@@ -34,7 +34,7 @@ def token_matches(raw: str, stored_hash: str) -> bool:
 
 def callback_url(raw: str) -> str | None:
     """The callback URL Evolink should POST to, or None when callbacks are off."""
-    base = conf.get("CALLBACK_BASE_URL")
+    base: str | None = conf.get("CALLBACK_BASE_URL")
     if not base:
         return None
     return base.rstrip("/") + reverse("evolink:callback", kwargs={"token": raw})

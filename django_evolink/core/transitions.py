@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -71,7 +71,7 @@ def record_event(
     source: str,
     payload: Any,
     *,
-    headers: dict | None = None,
+    headers: dict[str, Any] | None = None,
     remote_addr: str | None = None,
     note: str = "",
     defer: bool = False,
@@ -103,7 +103,7 @@ def refusal(current: str, new: str) -> str | None:
     return None
 
 
-def _merge(task: ImageTask, update: Update, now) -> tuple[str, list[str]]:
+def _merge(task: ImageTask, update: Update, now: datetime) -> tuple[str, list[str]]:
     """Apply ``update`` to the locked ``task`` in memory; return (outcome, fields)."""
     refused = refusal(task.status, update.status)
     if refused is not None:
@@ -143,7 +143,7 @@ def _merge(task: ImageTask, update: Update, now) -> tuple[str, list[str]]:
     return (EventOutcome.APPLIED if fields else EventOutcome.UNCHANGED), fields
 
 
-def _record_images(task: ImageTask, results: list[str], now) -> None:
+def _record_images(task: ImageTask, results: list[str], now: datetime) -> None:
     GeneratedImage.objects.bulk_create(
         [
             GeneratedImage(
@@ -179,7 +179,7 @@ def _new_event(
     source: str,
     payload: Any,
     *,
-    headers: dict | None = None,
+    headers: dict[str, Any] | None = None,
     remote_addr: str | None = None,
     note: str = "",
 ) -> TaskEvent:
@@ -221,9 +221,12 @@ def _apply(
     now = timezone.now()
     task = ImageTask.objects.select_for_update().get(pk=task_id)
     old = task.status
+    fields: list[str]
     if error is not None:
         outcome, fields = error.outcome, []
         note = str(error)
+    elif update is None:
+        raise TypeError("_apply needs an update or an error")
     elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
         if task.evolink_id is None and source == EventSource.SUBMIT:
             task.evolink_id = update.evolink_id
@@ -345,7 +348,7 @@ def apply_payload(
     payload: Any,
     *,
     source: str,
-    headers: dict | None = None,
+    headers: dict[str, Any] | None = None,
     remote_addr: str | None = None,
     note: str = "",
     event: TaskEvent | None = None,

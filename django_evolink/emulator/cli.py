@@ -6,7 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .server import Emulator
 
 from .server import Emulator
 
@@ -99,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_emulator(options: dict[str, Any]):
+class _Output(Protocol):
+    """Where :func:`run` writes its banner (a text stream or Django's ``OutputWrapper``)."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
+def make_emulator(options: dict[str, Any]) -> Emulator:
     """An :class:`Emulator` configured from parsed options (not started)."""
     delays = tuple(float(d) for d in str(options["callback_retry_delays"]).split(",") if d)
     emulator = Emulator(
@@ -125,7 +136,7 @@ def make_emulator(options: dict[str, Any]):
     return emulator
 
 
-def run(options: dict[str, Any], out=None) -> int:
+def run(options: dict[str, Any], out: _Output | None = None) -> int:
     """Start an emulator from ``options`` and serve until Ctrl-C."""
     out = out or sys.stdout
     emulator = make_emulator(options)

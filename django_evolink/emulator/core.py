@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-import requests
+from requests import Session
 
 from .faults import Faults
 from .state import CallbackLog, Clock, Credits, RequestLog, TaskStore, UploadedFile
@@ -49,7 +49,7 @@ class EmulatorCore(Protocol):
     #: Set by ``stop()``: background waits end early.
     _stop: threading.Event
     #: Outgoing HTTP (input downloads, callbacks), never through a proxy.
-    _http: requests.Session
+    _http: Session  # (imported by name: the ``requests`` attribute above shadows the module)
 
     @property
     def url(self) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .core import EmulatorCore
@@ -86,9 +86,11 @@ def parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, str],
         return fields, files
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        if not name:
+        if not name or not isinstance(name, str):  # (an RFC 2231 name is a tuple: no field)
             continue
-        payload = part.get_payload(decode=True) or b""
+        # decode=True gives the bytes of a leaf part (None for a nested multipart); the
+        # stubs type it for any part.
+        payload = cast("bytes | None", part.get_payload(decode=True)) or b""
         filename = part.get_filename()
         if filename is not None:
             files[name] = (filename, payload)

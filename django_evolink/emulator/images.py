@@ -87,7 +87,13 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _draw_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font, fill) -> None:
+def _draw_text(
+    draw: ImageDraw.ImageDraw,
+    xy: tuple[int, int],
+    text: str,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    fill: tuple[int, int, int],
+) -> None:
     try:
         draw.text(xy, text, font=font, fill=fill)
     except (UnicodeError, ValueError):  # the bitmap fallback font is latin-1 only

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 import requests
 
@@ -29,6 +29,14 @@ from .validation import is_internal_host
 logger = logging.getLogger("django_evolink.emulator")
 
 DEFAULT_MODEL = "wan2.5-image-to-image"
+
+
+class _Initial(TypedDict):
+    """What :meth:`Emulator.reset` goes back to."""
+
+    credits: float
+    speed: float
+    manual: bool
 
 
 class Emulator:
@@ -104,8 +112,8 @@ class Emulator:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.tick_interval = float(tick_interval)
         self.fail_rate = float(fail_rate)
-        self._initial = {"credits": float(credits), "speed": float(speed),
-                         "manual": bool(manual_clock)}
+        self._initial = _Initial(credits=float(credits), speed=float(speed),
+                                 manual=bool(manual_clock))
 
         self.clock = Clock(speed=speed, manual=manual_clock)
         self.faults = Faults(seed=seed)

@@ -442,9 +442,10 @@ class EvolinkClient:
                 retry_after=retry_after,
                 body=body,
             )
-        if isinstance(body, dict) and isinstance(body.get("msg") or body.get("message"), str):
+        if isinstance(body, dict) and isinstance(
+            message := body.get("msg") or body.get("message"), str
+        ):
             # The files API answers {"success": false, "code": ..., "msg": ...}.
-            message = body.get("msg") or body.get("message")
             return error_class_for(status, None)(
                 redact(message, self._api_key), status=status, retry_after=retry_after, body=body
             )

@@ -63,10 +63,10 @@ def _int(value: Any, name: str, lo: int | None = None, hi: int | None = None) ->
         or value != int(value)
     ):
         raise PayloadError(MALFORMED, f"{name} must be an integer")
-    value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    number = int(value)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
         raise PayloadError(MALFORMED, f"{name} must be within {lo}..{hi}")
-    return value
+    return number
 
 
 def _str(value: Any, name: str, max_length: int = 255) -> str | None:

@@ -11,6 +11,7 @@ bounded by its filter, so those levels are left to Django's own tag.
 from __future__ import annotations
 
 import datetime
+from typing import TYPE_CHECKING, Any
 
 from django import template
 from django.contrib.admin.templatetags.admin_list import date_hierarchy
@@ -19,16 +20,19 @@ from django.utils import formats, timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
+if TYPE_CHECKING:
+    from django.contrib.admin.views.main import ChangeList
+
 register = template.Library()
 
 
-def _local(value):
+def _local(value: Any) -> Any:
     if isinstance(value, datetime.datetime) and timezone.is_aware(value):
         return timezone.localtime(value)
     return value
 
 
-def cheap_date_hierarchy(cl) -> dict | None:
+def cheap_date_hierarchy(cl: ChangeList) -> dict[str, Any] | None:
     """The date hierarchy context of ``cl`` without a DISTINCT scan of the table."""
     if not cl.date_hierarchy:
         return None
@@ -42,7 +46,7 @@ def cheap_date_hierarchy(cl) -> dict | None:
     if not first or not last:
         return {"show": True, "choices": []}
 
-    def link(filters):
+    def link(filters: dict[str, str]) -> str:
         return cl.get_query_string(filters, [f"{field}__"])
 
     if not year_lookup and first.year != last.year:
@@ -73,6 +77,6 @@ def cheap_date_hierarchy(cl) -> dict | None:
 
 
 @register.inclusion_tag("admin/date_hierarchy.html", name="evolink_date_hierarchy")
-def evolink_date_hierarchy(cl) -> dict:
+def evolink_date_hierarchy(cl: ChangeList) -> dict[str, Any]:
     """``{% evolink_date_hierarchy cl %}``: Django's date hierarchy markup, cheaply filled."""
     return cheap_date_hierarchy(cl) or {"show": False}

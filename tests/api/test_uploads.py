@@ -308,3 +308,4 @@ def test_uploads_through_the_emulator(api, evolink_emulator):
     assert len(evolink_emulator.uploads) == 2
     task = list(evolink_emulator.tasks.values())[-1]
     assert task.image_urls == response.json()["image_urls"]
+

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
 from ...background.queue import enqueue_sweep
@@ -12,7 +14,7 @@ from ...background.sweep import run_sweep
 class Command(BaseCommand):
     help = _("Run one poll sweep over due Evolink tasks (--all: every unfinished task).")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--all", action="store_true", dest="all_tasks",
                             help=_("Poll every unfinished task, due or not."))
         parser.add_argument("--limit", type=int, default=None,
@@ -21,7 +23,8 @@ class Command(BaseCommand):
                             help=_("Hand the sweep to a django-q2 worker instead of running it "
                                    "here."))
 
-    def handle(self, *args, all_tasks=False, limit=None, enqueue=False, **options):
+    def handle(self, *args: Any, all_tasks: bool = False, limit: int | None = None,
+               enqueue: bool = False, **options: Any) -> None:
         if limit is not None and limit < 1:
             raise CommandError(_("--limit must be a whole number >= 1."))
         if enqueue:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -19,14 +20,15 @@ class Command(BaseCommand):
     help = _("Delete finished tasks older than DAYS days with their events and stored files "
              "(results and input copies), in batches.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", type=float, dest="days", default=None,
                             help=_("Age in days (default: EVOLINK['RETENTION_DAYS'])."))
         parser.add_argument("--dry-run", action="store_true",
                             help=_("Only count what would be deleted."))
         parser.add_argument("--batch-size", type=int, default=BATCH)
 
-    def handle(self, *args, days=None, dry_run=False, batch_size=BATCH, **options):
+    def handle(self, *args: Any, days: float | None = None, dry_run: bool = False,
+               batch_size: int = BATCH, **options: Any) -> None:
         if days is None:
             days = conf.get("RETENTION_DAYS")
         if days is None:
@@ -38,10 +40,12 @@ class Command(BaseCommand):
         storage = conf.storage()
         totals = {"tasks": 0, "events": 0, "files": 0}
         if dry_run:
-            ids = qs.values("pk")
+            selected = qs.values("pk")
             totals["tasks"] = qs.count()
-            totals["events"] = TaskEvent.objects.filter(task__in=ids).count()
-            totals["files"] = GeneratedImage.objects.filter(task__in=ids).exclude(file="").count()
+            totals["events"] = TaskEvent.objects.filter(task__in=selected).count()
+            totals["files"] = (
+                GeneratedImage.objects.filter(task__in=selected).exclude(file="").count()
+            )
             totals["files"] += sum(len(f or []) for f in qs.values_list("input_files", flat=True))
             self.stdout.write(_("Would delete %(tasks)d task(s), %(events)d event(s), "
                                 "%(files)d file(s).") % totals)

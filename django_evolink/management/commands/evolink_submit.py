@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any, cast
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
 from ... import conf
 from ...background.downloads import download_task_images
 from ...core import services
-from ...core.models import Status
+from ...core.models import ImageTask, Status
 from ...evolink import catalogue
 from ...evolink.client import get_client
 from ...exceptions import EvolinkError, EvolinkValidationError
@@ -31,7 +32,7 @@ class Command(BaseCommand):
     help = _("Submit an image task to Evolink from the shell; --wait follows it to the end and "
              "prints where the stored images are.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--prompt", required=True)
         parser.add_argument("--image", action="append", required=True, dest="images",
                             help=_("An http(s) URL or a local file (uploaded); repeat for two."))
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                                    "no django-q2 worker runs: Q_CLUSTER['sync'] is True)."))
 
     # ------------------------------------------------------------------ inputs
-    def _image_url(self, value: str, spec) -> str:
+    def _image_url(self, value: str, spec: catalogue.ModelSpec) -> str:
         if value.lower().startswith(("http://", "https://")):
             return value
         if not os.path.isfile(value):
@@ -72,8 +73,9 @@ class Command(BaseCommand):
         return url
 
     # ------------------------------------------------------------------ main
-    def handle(self, *args, prompt, images, n=None, model=None, wait=False, timeout=None,
-               interval=2.0, poll_here=False, **options):
+    def handle(self, *args: Any, prompt: str, images: list[str], n: int | None = None,
+               model: str | None = None, wait: bool = False, timeout: float | None = None,
+               interval: float = 2.0, poll_here: bool = False, **options: Any) -> None:
 
         try:
             spec = catalogue.get_spec(model)
@@ -93,7 +95,7 @@ class Command(BaseCommand):
         limit = float(timeout if timeout is not None else conf.get("TASK_TIMEOUT"))
         self._wait(task, here, limit, max(0.05, interval))
 
-    def _wait(self, task, here: bool, limit: float, interval: float) -> None:
+    def _wait(self, task: ImageTask, here: bool, limit: float, interval: float) -> None:
         deadline = time.monotonic() + limit
         tty = self.stdout.isatty()
         last = None
@@ -138,7 +140,7 @@ class Command(BaseCommand):
                 try:
                     where = image.file.path
                 except NotImplementedError:
-                    where = image.file.name
+                    where = cast(str, image.file.name)  # a truthy file has a name
                 self.stdout.write(where)
             else:
                 failed = True
