@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
@@ -59,7 +60,7 @@ class EvolinkJSONParser(JSONParser):
         return drf_json.strict_constant if self.strict else None
 
     def parse(self, stream: IO[bytes] | None, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -129,7 +130,7 @@ class EvolinkMultiPartParser(MultiPartParser):
     upload handlers, and Django's refusals (too many fields, a field too large) as 400."""
 
     def parse(self, stream: IO[bytes] | None, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> DataAndFiles:
+              parser_context: Mapping[str, Any] | None = None) -> DataAndFiles:
         parser_context = parser_context or {}
         request = parser_context["request"]
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
@@ -137,8 +138,8 @@ class EvolinkMultiPartParser(MultiPartParser):
         meta["CONTENT_TYPE"] = media_type
         limiter = UploadSizeLimitHandler(request)
         try:
-            parser = DjangoMultiPartParser(meta, stream, [limiter, *request.upload_handlers],
-                                           encoding)
+            parser = DjangoMultiPartParser(meta, stream,  # type: ignore[arg-type]
+                                           [limiter, *request.upload_handlers], encoding)
             data, files = parser.parse()
         except StopUpload:
             pass  # refused by the limiter before anything was read; its error says why

@@ -92,7 +92,8 @@ class EvolinkAPIView(generics.GenericAPIView):
         # without change permission may see the task but not refresh it: 403)
         rule = IsOwnerOrModelPermission()
         if not rule.has_object_permission(self.request, self, task):
-            self.permission_denied(self.request, message=rule.message, code="permission_denied")
+            self.permission_denied(self.request, message=str(rule.message),
+                                   code="permission_denied")
         return task
 
     def task_response(self, task: ImageTask, code: int = status.HTTP_200_OK,

@@ -4,8 +4,10 @@ tokens, so callback URLs that leaked (an access log, a proxy) stop working."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
 from ...core.models import EventSource, ImageTask
@@ -16,14 +18,15 @@ class Command(BaseCommand):
     help = _("Rotate the callback token of tasks: their old callback URLs answer 404 from now "
              "on and the tasks are tracked by polling.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("task_ids", nargs="*", metavar="TASK_ID",
                             help=_("The id (UUID) of a task."))
         parser.add_argument("--unfinished", action="store_true",
                             help=_("Every unfinished task that has a callback token (e.g. "
                                    "after an access log holding callback URLs leaked)."))
 
-    def handle(self, *args, task_ids=(), unfinished=False, **options):
+    def handle(self, *args: Any, task_ids: Sequence[str] = (), unfinished: bool = False,
+               **options: Any) -> None:
         if bool(task_ids) == bool(unfinished):
             raise CommandError(_("Give one or more task ids, or --unfinished (not both)."))
         if unfinished:
