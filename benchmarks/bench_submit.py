@@ -72,7 +72,7 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
         from django_evolink.models import ImageTask, Status, TaskEvent
 
         common.migrate()
-        api_key = conf.require_api_key()
+        api_key = conf.api_key()
         image_url = upload_input(emu, api_key)
         body = {"model": "wan2.5-image-to-image", "prompt": PROMPT, "image_urls": [image_url],
                 "n": 1}

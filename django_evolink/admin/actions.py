@@ -28,11 +28,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from ..background.downloads import retry_missing_images
+from ..background.downloads import RetryRequest, retry_missing_images
 from ..core import services
-from ..core.models import EventSource, ImageTask, Status
+from ..core.models import EventSource, ImageTask, Status, TaskEvent
 from ..core.services import body_is_trusted, reapply_event
-from ..core.transitions import rotate_callback_token
+from ..core.transitions import ApplyResult, rotate_callback_token
 from ..exceptions import EvolinkError, EvolinkValidationError
 from .display import safe_text
 
@@ -135,16 +135,21 @@ class TaskActions(ActionReporting):
                 )
                 continue
             before = task.status
+
+            def refresh(task: ImageTask = task) -> ImageTask:
+                return services.refresh_task(task, source=EventSource.ADMIN)
+
+            def not_asked(exc: EvolinkError, short: str = short) -> str:
+                return gettext("%(task)s: Evolink could not be asked: %(error)s") % {
+                    "task": short, "error": safe_text(exc)}
+
             result = self._attempt(
                 request,
-                lambda task=task: services.refresh_task(task, source=EventSource.ADMIN),
+                refresh,
                 failure=gettext("%(task)s: refresh failed: %(error)s"),
                 subject={"task": short},
                 log=("admin refresh of task %s failed", task.pk),
-                on_evolink_error=lambda exc, short=short: (
-                    gettext("%(task)s: Evolink could not be asked: %(error)s")
-                    % {"task": short, "error": safe_text(exc)}
-                ),
+                on_evolink_error=not_asked,
             )
             if result is FAILED:
                 continue
@@ -167,9 +172,13 @@ class TaskActions(ActionReporting):
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
+
+            def rotate(task: ImageTask = task) -> TaskEvent:
+                return rotate_callback_token(task, source=EventSource.ADMIN)
+
             result = self._attempt(
                 request,
-                lambda task=task: rotate_callback_token(task, source=EventSource.ADMIN),
+                rotate,
                 failure=gettext("%(task)s: rotating the token failed: %(error)s"),
                 subject={"task": short},
                 log=("admin rotation of the callback token of task %s failed", task.pk),
@@ -197,9 +206,13 @@ class TaskActions(ActionReporting):
                     messages.WARNING,
                 )
                 continue
+
+            def download(task: ImageTask = task) -> RetryRequest:
+                return retry_missing_images(task)
+
             retry = self._attempt(
                 request,
-                lambda task=task: retry_missing_images(task),
+                download,
                 failure=gettext("%(task)s: the download could not be queued: %(error)s"),
                 subject={"task": short},
                 log=("admin: enqueueing downloads of task %s failed", task.pk),
@@ -235,20 +248,27 @@ class TaskActions(ActionReporting):
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
-            new = self._attempt(
-                request,
-                lambda task=task: services.create_task(
+
+            def resubmit(task: ImageTask = task) -> ImageTask:
+                return services.create_task(
                     prompt=task.prompt,
                     image_urls=list(task.image_urls or []),
                     n=task.n,
                     model=task.model,
                     user=task.user,
                     input_files=list(task.input_files or []),
-                ),
+                )
+
+            def refused(exc: EvolinkError, task: ImageTask = task) -> str:
+                return self._resubmit_refused(request, task, exc)
+
+            new = self._attempt(
+                request,
+                resubmit,
                 failure=gettext("%(task)s: resubmission failed: %(error)s"),
                 subject={"task": short},
                 log=("admin resubmit of task %s failed", task.pk),
-                on_evolink_error=lambda exc, task=task: self._resubmit_refused(request, task, exc),
+                on_evolink_error=refused,
             )
             if new is FAILED:
                 continue
@@ -287,8 +307,8 @@ class TaskActions(ActionReporting):
     def object_actions(self, request: HttpRequest) -> list[tuple[str, str]]:
         """(name, label) of the actions offered as buttons on the change page."""
         actions = self.get_actions(request)
-        return [(name, str(_action_description(actions[name]))) for name in self.actions
-                if name in actions]
+        return [(name, str(_action_description(actions[name]))) for name in self.actions or ()
+                if isinstance(name, str) and name in actions]
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any],
                            add: bool = False, change: bool = False, form_url: str = "",
@@ -373,9 +393,13 @@ class EventActions(ActionReporting):
                     messages.WARNING,
                 )
                 continue
+
+            def reapply(event: TaskEvent = event) -> ApplyResult | None:
+                return reapply_event(event, source=EventSource.ADMIN)
+
             result = self._attempt(
                 request,
-                lambda event=event: reapply_event(event, source=EventSource.ADMIN),
+                reapply,
                 failure=gettext("%(event)s: re-applying failed: %(error)s"),
                 subject={"event": label},
                 log=("admin re-apply of event %s failed", event.pk),

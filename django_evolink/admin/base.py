@@ -28,7 +28,7 @@ class ReadOnlyInlineMixin(NoAddNoChangeMixin):
     """An inline that shows rows only: no add, change or delete, no extra forms."""
 
     extra = 0
-    max_num = 0
+    max_num: int | None = 0  # InlineModelAdmin's type: None means no limit
     can_delete = False
     show_change_link = False
 

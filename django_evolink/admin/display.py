@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 from django.utils.html import format_html
@@ -23,6 +23,9 @@ from ..core.credits import format_credits
 from ..core.models import GeneratedImage, ImageTask, Status
 from ..exceptions import redact
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 logger = logging.getLogger("django_evolink.admin")
 
 #: Header and payload keys whose values are never shown (matched case-insensitively).
@@ -34,7 +37,7 @@ SECRET_KEY_PATTERN = re.compile(
 REDACTED = "[redacted]"
 
 #: CSS class of each status badge.
-STATUS_CLASSES = {
+STATUS_CLASSES: dict[str, str] = {
     Status.QUEUED: "queued",
     Status.PENDING: "pending",
     Status.PROCESSING: "processing",
@@ -128,7 +131,7 @@ def user_label(user: Any) -> str:
     return str(user.get_username() if hasattr(user, "get_username") else user)
 
 
-def status_badge(status: str, label: str | None = None) -> SafeString:
+def status_badge(status: str, label: StrOrPromise | None = None) -> SafeString:
     """A coloured badge for a task status."""
     if not status:
         return muted("–")

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.db.models import Field, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from ..core.models import ImageTask
 from ..evolink import catalogue
+
+if TYPE_CHECKING:
+    from django.db.models.fields.related import RelatedField
+    from django_stubs_ext import StrOrPromise
 
 
 class ModelNameFilter(admin.SimpleListFilter):
@@ -69,8 +73,8 @@ class TaskUserFilter(admin.RelatedFieldListFilter):
 
     max_choices = 100
 
-    def field_choices(self, field: Field, request: HttpRequest,
-                      model_admin: admin.ModelAdmin) -> list[tuple[Any, str]]:
+    def field_choices(self, field: RelatedField[Any, Any], request: HttpRequest,
+                      model_admin: admin.ModelAdmin) -> list[tuple[str, StrOrPromise]]:
         """Users who have tasks (at most ``max_choices``), in the admin's ordering."""
         user_ids = (
             ImageTask.objects.order_by()
@@ -79,8 +83,14 @@ class TaskUserFilter(admin.RelatedFieldListFilter):
             .distinct()[: self.max_choices]
         )
         ordering = self.field_admin_ordering(field, request, model_admin)
-        return field.get_choices(
-            include_blank=False, limit_choices_to={"pk__in": user_ids}, ordering=ordering
+        # cast: on a relation, get_choices(include_blank=False) answers a plain list of
+        # (pk, label) pairs (typed as the overridden method's stub types them); the stubs
+        # of get_choices cover every shape of choices (blank, grouped).
+        return cast(
+            "list[tuple[str, StrOrPromise]]",
+            field.get_choices(
+                include_blank=False, limit_choices_to={"pk__in": user_ids}, ordering=ordering
+            ),
         )
 
 

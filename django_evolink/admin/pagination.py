@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
@@ -26,6 +26,10 @@ class EstimatedCountPaginator(Paginator):
 
     #: Number of rows counted exactly before the count is capped.
     count_limit = 10_000
+
+    if TYPE_CHECKING:
+        # Django's Paginator has this (private) hook since 2.0; the stubs leave it out.
+        def _get_page(self, object_list: Any, number: int, paginator: Paginator) -> Page: ...
 
     def __init__(self, object_list: Any, per_page: int, orphans: int = 0,
                  allow_empty_first_page: bool = True, *, count_limit: int | None = None,

@@ -7,7 +7,7 @@ Its actions are in :mod:`.actions`, the usage view in :mod:`.usage`, the balance
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.core.cache import cache
@@ -46,6 +46,11 @@ from .filters import (
 )
 from .images import GeneratedImageInline
 from .usage import usage_view
+
+if TYPE_CHECKING:
+    from django_stubs_ext import FieldOpts, FieldsetSpec, StrOrPromise
+
+    Fieldset = tuple[StrOrPromise | None, FieldOpts]
 
 
 class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
@@ -89,7 +94,7 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     credits_timeout = 5.0
     credits_cache_key = "django_evolink:admin:credits"
 
-    fieldsets_base = (
+    fieldsets_base: tuple[Fieldset, ...] = (
         (
             _("Task"),
             {
@@ -115,8 +120,8 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
             },
         ),
     )
-    fieldset_error = (_("Error"), {"fields": ("error_display",)})
-    fieldset_bookkeeping = (
+    fieldset_error: Fieldset = (_("Error"), {"fields": ("error_display",)})
+    fieldset_bookkeeping: Fieldset = (
         _("Bookkeeping (local)"),
         {
             "classes": ("collapse",),
@@ -166,7 +171,7 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         result, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return or_task_id(result, queryset, search_term, "pk"), may_have_duplicates
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, dict]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> FieldsetSpec:
         """The sections of the change page; *Error* only when the task has one."""
         sets = list(self.fieldsets_base)
         if obj is not None and (obj.error_code or obj.error_message):

@@ -8,14 +8,15 @@ on the server; ``?export=day`` and ``?export=user`` download the tables as CSV.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -50,7 +51,8 @@ class UsageForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         """Default to the last 30 days; refuse a reversed or too long period."""
-        cleaned = super().clean()
+        super().clean()  # forms.Form.clean returns self.cleaned_data (typed "| None")
+        cleaned = self.cleaned_data
         today = timezone.localdate()
         end = cleaned.get("end") or today
         start = cleaned.get("start") or (end - dt.timedelta(days=29))
@@ -64,6 +66,23 @@ class UsageForm(forms.Form):
             )
         cleaned["start"], cleaned["end"] = start, end
         return cleaned
+
+
+class _Aggregates(TypedDict):
+    """The values of :func:`_aggregates` in a grouped row."""
+
+    tasks: int
+    completed: int
+    failed: int
+    credits: Decimal | None
+
+
+class _DayRow(_Aggregates):
+    day: dt.date
+
+
+class _UserRow(_Aggregates):
+    user: Any  # the user's pk (None for tasks without a user)
 
 
 def _aggregates() -> dict[str, Any]:
@@ -92,31 +111,32 @@ def usage_data(start: dt.date, end: dt.date) -> dict[str, Any]:
     base = ImageTask.objects.order_by().filter(created_at__gte=lo, created_at__lt=hi)
     totals = base.aggregate(**_aggregates())
     local_day = TruncDate("created_at", tzinfo=timezone.get_current_timezone())
-    by_day = {
-        row["day"]: row
-        for row in base.annotate(day=local_day)
-        .values("day")
-        .annotate(**_aggregates())
-        .order_by("day")
-    }
+    # cast (twice): the django-stubs plugin types a values() row from its field names only;
+    # it cannot see the aggregates annotate(**_aggregates()) adds (nor order by them).
+    day_rows = cast(
+        "QuerySet[ImageTask, _DayRow]",
+        base.annotate(day=local_day).values("day").annotate(**_aggregates()),
+    )
+    by_day = {row["day"]: row for row in day_rows.order_by("day")}
     days = []
     day = start
     while day <= end:
-        row = by_day.get(day, {})
+        day_row: Mapping[str, Any] = by_day.get(day, {})
         days.append(
             {
                 "day": day,
-                "tasks": row.get("tasks", 0),
-                "completed": row.get("completed", 0),
-                "failed": row.get("failed", 0),
-                "credits": row.get("credits") or Decimal(0),
+                "tasks": day_row.get("tasks", 0),
+                "completed": day_row.get("completed", 0),
+                "failed": day_row.get("failed", 0),
+                "credits": day_row.get("credits") or Decimal(0),
             }
         )
         day += dt.timedelta(days=1)
+    user_groups = cast(
+        "QuerySet[ImageTask, _UserRow]", base.values("user").annotate(**_aggregates())
+    )
     user_rows = list(
-        base.values("user")
-        .annotate(**_aggregates())
-        .order_by(F("credits").desc(nulls_last=True), "-tasks", "user")
+        user_groups.order_by(F("credits").desc(nulls_last=True), "-tasks", "user")
     )
     user_model = get_user_model()
     users = user_model._default_manager.in_bulk(
