@@ -21,6 +21,7 @@ from .. import conf
 from ..exceptions import EvolinkValidationError
 from . import imagerules, url_policy
 from .modelspec import CORE_FIELDS, ImageLimits, ModelSpec, Problem, load
+from .payloads import NUL, unstorable_text
 
 #: Characters never valid in a URL (controls, NUL, space); NUL also breaks PostgreSQL.
 _CONTROL_CHARS = re.compile(r"[\x00-\x20\x7f]")
@@ -53,6 +54,24 @@ def allowed_models() -> list[str]:
 
 def _kind_word(kind: str) -> str:
     return {"video": _("video"), "audio": _("audio"), "image": _("image")}.get(kind, kind)
+
+
+#: The most files one upload may carry for a model whose docs state no image count.
+DEFAULT_MAX_UPLOADS = 16
+
+
+def upload_bounds() -> tuple[int, int]:
+    """``(files, bytes per file)``: the most images and the largest file any allowed
+    model takes (a model stating no limit counts as :data:`DEFAULT_MAX_UPLOADS` files of
+    :data:`DEFAULT_UPLOAD_MAX_BYTES`); what a multipart body is cut off at while it is
+    received. ``(1, 10 MB)`` when no allowed model takes images."""
+    limits = [CATALOGUE[name].images for name in allowed_models()]
+    taken = [lim for lim in limits if lim is not None]
+    if not taken:
+        return 1, 10 * 1024 * 1024
+    files = max(DEFAULT_MAX_UPLOADS if lim.max is None else lim.max for lim in taken)
+    size = max(lim.max_bytes or DEFAULT_UPLOAD_MAX_BYTES for lim in taken)
+    return files, size
 
 
 def get_spec(model: str | None) -> ModelSpec:
@@ -89,6 +108,30 @@ def model_list() -> list[dict[str, Any]]:
         {"name": name, "kind": CATALOGUE[name].kind, "default": name == default,
          "parameters": CATALOGUE[name].request_schema()}
         for name in allowed_models()
+    ]
+
+
+def text_errors(value: Any, *, prefix: str = "") -> list[str]:
+    """Messages for client text no database can store: NUL characters (PostgreSQL
+    refuses them) and lone surrogates (not valid Unicode, so not encodable as UTF-8).
+
+    Every create entry point (REST JSON and multipart, ``services.create_task``, the
+    commands, the admin) validates through this module, so none of them can reach the
+    database with such text and answer a 500. ``value`` may be nested (a parameter's
+    object): every string in it, keys included, is checked.
+    """
+    problem = unstorable_text(value)
+    if problem is None:
+        return []
+    if problem == NUL:
+        return [prefix + _("Text must not contain NUL (\\x00) characters.")]
+    return [
+        prefix
+        + _(
+            "Text must be valid Unicode: lone surrogates (U+D800 to U+DFFF) cannot be "
+            "stored. Send whole characters (in JSON, a surrogate pair such as "
+            "\\ud83d\\ude00)."
+        )
     ]
 
 
@@ -129,8 +172,6 @@ def _prompt_message(spec: ModelSpec, problem: Problem) -> str | None:
     if code == "max_length":
         return _("At most %(max)d characters for %(model)s (got %(got)d).") % {
             "max": args["max"], "model": spec.name, "got": args["got"]}
-    if code == "nul":
-        return _("The prompt must not contain NUL (\\x00) characters.")
     return None
 
 
@@ -228,8 +269,6 @@ def message(spec: ModelSpec, problem: Problem) -> str:
     if code == "when_images":
         return _("With %(param)s=%(value)s, %(model)s takes exactly %(count)d reference "
                  "image (got %(got)d).") % {**args, "model": spec.name}
-    if code == "nul":
-        return _("%(param)s must not contain NUL (\\x00) characters.") % {"param": param}
     if code == "not_object":
         return _("Send a JSON object.")
     return _("%(param)s is not valid for %(model)s.") % {"param": param, "model": spec.name}
@@ -240,8 +279,11 @@ def _url_errors(spec: ModelSpec, urls: list[Any], *, resolve: bool) -> list[str]
     """Each URL: a string, no control characters, not too long, allowed by the URL policy."""
     errors: list[str] = []
     for i, url in enumerate(urls, start=1):
+        unstorable = text_errors(url, prefix=_("Image %(i)d: ") % {"i": i})
         if not isinstance(url, str) or not url:
             errors.append(_("Image %(i)d: a URL string is required.") % {"i": i})
+        elif unstorable:
+            errors.extend(unstorable)
         elif _CONTROL_CHARS.search(url):
             errors.append(
                 _("Image %(i)d: URLs must not contain control characters or spaces.") % {"i": i}
@@ -267,6 +309,9 @@ def _clean_params(params: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
         return {}, {}
     if not isinstance(params, Mapping):
         return {}, {"params": [_("params must be an object of the model's parameters.")]}
+    bad_names = [name for name in params if text_errors(name)]
+    if bad_names:  # a name that cannot be stored cannot key a message either
+        return {}, {"params": text_errors(bad_names[0], prefix=_("A parameter's name: "))}
     errors = {
         name: [_("%(param)s is set by django-evolink or has its own argument; it is not a "
                  "parameter in params.") % {"param": name}]
@@ -306,6 +351,12 @@ def validate_request(
         body["image_urls"] = urls
     if n is not None or spec.takes("n"):
         body["n"] = spec.default_n if n is None else n
+    for name, value in body.items():
+        if name != "image_urls":  # each URL is named in its own message (_url_errors)
+            prefix = _("The prompt: ") if name == "prompt" else f"{name}: "
+            unstorable = text_errors(value, prefix=prefix)
+            if unstorable:
+                errors.setdefault(name, unstorable)
     for problem in spec.problems(body):
         errors.setdefault(problem.field, [message(spec, problem)])
     if uploads is None and "image_urls" not in errors and isinstance(urls, list) and urls:

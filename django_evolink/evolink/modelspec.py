@@ -258,9 +258,6 @@ class ModelSpec:
                 yield Problem(top or "non_field_errors", *_describe(keyword, error, schema, path))
 
     def _rule_problems(self, body: Mapping[str, Any], failed: set[str]) -> Iterator[Problem]:
-        for name, value in body.items():
-            if name not in failed and _has_nul(value):
-                yield Problem(name, "nul", {"param": name})
         for name, limits in self.text.items():
             value = body.get(name)
             if name in failed or not isinstance(value, str) or "max_bytes" not in limits:
@@ -406,19 +403,6 @@ def _dotted(path: list[Any]) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    """Whether a string anywhere in ``value`` holds NUL (PostgreSQL cannot store it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if depth > 32:
-        return False
-    if isinstance(value, Mapping):
-        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v, depth + 1) for v in value)
-    return False
 
 
 def _describe(keyword: str, error: Any, schema: Mapping[str, Any],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 
 import pytest
@@ -66,13 +68,13 @@ def test_usage_per_model_and_billing_rule(su_client, user):
                     ("doubao-seedream-4.5", "per_second", 1, "0")]
     page = response.content.decode()
     assert 'id="usage-per-model"' in page and "?model=gpt-image-2" in page
-    csv_rows = su_client.get(USAGE, {"start": "2025-05-01", "end": "2025-05-03",
-                                     "export": "model"}).content.decode().splitlines()
-    assert csv_rows == [
-        "model,billing_rule,tasks,completed,failed,credits_reserved",
-        "wan2.5-image-to-image,per_call,2,1,1,2.4",
-        "gpt-image-2,per_token,1,1,0,0.0375",
-        "doubao-seedream-4.5,per_second,1,0,0,0",
+    exported = su_client.get(USAGE, {"start": "2025-05-01", "end": "2025-05-03",
+                                     "export": "model"}).content.decode()
+    assert list(csv.reader(io.StringIO(exported))) == [
+        ["model", "billing_rule", "tasks", "completed", "failed", "credits_reserved"],
+        ["wan2.5-image-to-image", "per_call", "2", "1", "1", "2.4"],
+        ["gpt-image-2", "per_token", "1", "1", "0", "0.0375"],
+        ["doubao-seedream-4.5", "per_second", "1", "0", "0", "0"],
     ]
 
 

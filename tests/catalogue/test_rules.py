@@ -121,9 +121,14 @@ def test_utf8_byte_limit_of_gpt_image_2():
         "prompt is at most 60000 bytes in UTF-8 (got 60003)."]
 
 
-def test_nul_in_a_parameter_is_refused():
+def test_unstorable_text_in_a_parameter_is_refused():
     assert errors("qwen-image-3.0", params={"negative_prompt": "a\x00b"})["negative_prompt"] == [
-        "negative_prompt must not contain NUL (\\x00) characters."]
+        "negative_prompt: Text must not contain NUL (\\x00) characters."]
+    [message] = errors("mj-v7-outpaint", prompt="", params={
+        "model_params": {"task_id": "t\ud800"}})["model_params"]
+    assert message.startswith("model_params: Text must be valid Unicode")
+    [message] = errors("qwen-image-3.0", params={"\ud800": 1})["params"]
+    assert message.startswith("A parameter's name: Text must be valid Unicode")
 
 
 def test_params_cannot_smuggle_reserved_fields():
@@ -181,3 +186,12 @@ def test_form_json_nested_too_deep_stays_text_and_is_refused():
     assert mj.form_value("model_params", deep) == deep
     assert errors("mj-v7-outpaint", prompt="", params={"model_params": deep})[
         "model_params"] == ["model_params must be an object."]
+
+
+def test_upload_bounds_follow_the_allowed_models(settings):
+    assert catalogue.upload_bounds() == (16, 50 * 1024 * 1024)  # every model (gpt-image-2)
+    settings.EVOLINK = {**settings.EVOLINK, "MODELS": ["wan2.5-image-to-image"]}
+    assert catalogue.upload_bounds() == (2, 10 * 1024 * 1024)
+    settings.EVOLINK = {**settings.EVOLINK, "MODELS": ["wan2.5-text-to-image"],
+                        "DEFAULT_MODEL": "wan2.5-text-to-image"}
+    assert catalogue.upload_bounds() == (1, 10 * 1024 * 1024)
