@@ -41,6 +41,22 @@ from ..evolink import catalogue
 
 #: Bytes above the files themselves a multipart create may carry (fields, boundaries).
 MULTIPART_OVERHEAD = 1024 * 1024
+#: The deepest JSON a request may nest (a task request needs 3 levels): deeper bodies are
+#: refused the same way on every Python, whatever depth its parser itself survives.
+MAX_JSON_DEPTH = 32
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when lists/objects in ``value`` nest more than ``limit`` levels (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def too_large_message(limit: int) -> str:
@@ -69,15 +85,21 @@ class EvolinkJSONParser(JSONParser):
             raise ParseError(too_large_message(limit))
         try:
             text = codecs.decode(raw, encoding)
-            return json.loads(text, parse_constant=self._parse_constant())
+            data = json.loads(text, parse_constant=self._parse_constant())
         except RecursionError:
-            raise ParseError(
-                _("JSON parse error: the body is nested too deeply to be read; a task "
-                  "request is an object of strings, numbers and lists of strings.")
-            )
+            raise ParseError(self.too_deep_message())
         except (ValueError, LookupError) as exc:
             # UnicodeDecodeError is a ValueError; LookupError: an unknown charset
             raise ParseError(_("JSON parse error: %(error)s") % {"error": exc})
+        if nested_deeper_than(data, MAX_JSON_DEPTH):
+            raise ParseError(self.too_deep_message())
+        return data
+
+    @staticmethod
+    def too_deep_message() -> str:
+        """The 400 message of a body nested too deeply (whichever check found it)."""
+        return _("JSON parse error: the body is nested too deeply to be read; a task "
+                 "request is an object of strings, numbers and lists of strings.")
 
 
 class UploadSizeLimitHandler(FileUploadHandler):

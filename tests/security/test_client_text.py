@@ -15,6 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from django_evolink import services
+from django_evolink.api.parsers import MAX_JSON_DEPTH, nested_deeper_than
 from django_evolink.exceptions import EvolinkValidationError
 from django_evolink.models import ImageTask
 from tests.support.api import (
@@ -114,13 +115,22 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-@pytest.mark.parametrize("depth", [1_000, 100_000])
+@pytest.mark.parametrize("depth", [33, 1_000, 100_000])
 def test_deeply_nested_json_in_a_create_answers_400(api, evolink_http, depth):
     body = '{"prompt": ' + nested(depth) + ', "image_urls": ["' + PUBLIC_IMAGE + '"]}'
     response = api.post(LIST_URL, body, content_type="application/json")
     assert response.status_code == 400, response.content[:300]
     assert "nested too deeply" in response.json()["detail"]
     assert not ImageTask.objects.exists() and not create_calls(evolink_http)
+
+
+def test_nesting_is_judged_the_same_on_every_python():
+    """Python 3.13's parser takes 1,000 levels where 3.11's raised RecursionError: the
+    explicit depth limit makes the answer the same everywhere."""
+    assert not nested_deeper_than(json.loads(nested(MAX_JSON_DEPTH)), MAX_JSON_DEPTH)
+    assert nested_deeper_than(json.loads(nested(MAX_JSON_DEPTH + 1)), MAX_JSON_DEPTH)
+    assert not nested_deeper_than({"a": [{"b": ["c"]}]}, 4)
+    assert nested_deeper_than({"a": [{"b": ["c"]}]}, 3)
 
 
 def test_every_api_endpoint_answers_a_deeply_nested_body_without_a_500(api, user, evolink_http):
