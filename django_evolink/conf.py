@@ -55,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "RESULTS_PATH": "evolink/results",  # prefix of stored result images
     "INPUTS_PATH": "evolink/inputs",  # prefix of stored input images
     "DOWNLOAD_MAX_BYTES": 50 * 1024 * 1024,  # refuse result images larger than this
-    "DOWNLOAD_TIMEOUT": 30.0,  # read timeout of one result download, seconds
+    "DOWNLOAD_MAX_PIXELS": 40_000_000,  # refuse results with more pixels, before decoding
+    "DOWNLOAD_TIMEOUT": 30.0,  # seconds: bounds each read and the whole of one image's body
     "DOWNLOAD_RETRY_HOURS": 23.0,  # retry downloads until the 24 h link would expire
     "DOWNLOAD_BACKOFF": 30.0,  # seconds before the 1st download retry, doubled per attempt
     "DOWNLOAD_BACKOFF_MAX": 3600.0,  # cap on the wait between two download attempts

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from django.db import connection
 from PIL import Image
 
 
@@ -41,3 +42,19 @@ def staff_user(django_user_model):
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say loudly when the PostgreSQL-only tests (row locks, real concurrency) did not run:
+    a mutation of a row lock survives the SQLite run and is caught only by them."""
+    if connection.vendor == "postgresql":
+        return
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if "postgres" in getattr(r, "keywords", {})]
+    deselected = [i for i in terminalreporter.stats.get("deselected", [])
+                  if i.get_closest_marker("postgres")]
+    if skipped or deselected:
+        terminalreporter.write_sep(
+            "=", f"{len(skipped) + len(deselected)} PostgreSQL concurrency tests did not run "
+                 "on SQLite (row locks, real threads): run `make test-postgres`",
+            yellow=True, bold=True)

@@ -2,7 +2,8 @@
 and reports it (a message per row, an admin log entry per success, never a server error).
 
 The rules the actions trigger live in the domain layers: ``core.services`` (refresh,
-resubmit), ``core.transitions.apply_payload`` (re-apply a recorded delivery) and
+resubmit, and re-applying a recorded delivery under the callback trust rule:
+``services.reapply_event``) and
 ``background.downloads.retry_missing_images`` (download missing images).
 """
 
@@ -30,7 +31,8 @@ from django.utils.translation import gettext_lazy as _
 from ..background.downloads import RetryRequest, retry_missing_images
 from ..core import services
 from ..core.models import EventSource, ImageTask, Status, TaskEvent
-from ..core.transitions import ApplyResult, apply_payload
+from ..core.services import body_is_trusted, reapply_event
+from ..core.transitions import ApplyResult, rotate_callback_token
 from ..exceptions import EvolinkError, EvolinkValidationError
 from .display import safe_text
 
@@ -155,6 +157,38 @@ class TaskActions(ActionReporting):
                 request, task, gettext("Refreshed from Evolink."),
                 gettext("%(task)s: refreshed, status %(before)s → %(after)s.")
                 % {"task": short, "before": before, "after": task.status},
+            )
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        """Rotating a callback token changes the task: the *change* permission."""
+        return self.has_evolink_change_permission(request)
+
+    @admin.action(description=_("Rotate the callback token (old callback URL stops working)"),
+                  permissions=("rotate",))
+    def rotate_callback_token(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Give each task a new callback token (``transitions.rotate_callback_token``): its
+        old callback URL, e.g. one seen in an access log, answers 404 from now on, and the
+        task is tracked by polling."""
+        rows = self._limit_rows(request, queryset)
+        for task in rows or ():
+            short = str(task.pk)[:8]
+
+            def rotate(task: ImageTask = task) -> TaskEvent:
+                return rotate_callback_token(task, source=EventSource.ADMIN)
+
+            result = self._attempt(
+                request,
+                rotate,
+                failure=gettext("%(task)s: rotating the token failed: %(error)s"),
+                subject={"task": short},
+                log=("admin rotation of the callback token of task %s failed", task.pk),
+            )
+            if result is FAILED:
+                continue
+            self._done(
+                request, task, gettext("Rotated the callback token."),
+                gettext("%(task)s: callback token rotated; its old callback URL answers 404 "
+                        "and the task is tracked by polling.") % {"task": short},
             )
 
     @admin.action(description=_("Download missing images"), permissions=("download",))
@@ -337,14 +371,21 @@ class EventActions(ActionReporting):
         """Re-applying changes the task: the *change* permission of image tasks."""
         return self.has_evolink_change_permission(request)
 
-    @admin.action(description=_("Re-apply the recorded delivery"), permissions=("reapply",))
+    @admin.action(
+        description=_("Re-apply the recorded delivery (a callback is verified with Evolink)"),
+        permissions=("reapply",),
+    )
     def reapply_events(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """Apply each recorded payload again (``transitions.apply_payload``), oldest first."""
+        """Apply each recorded delivery again, oldest first, under the callback receiver's
+        trust rule (``services.reapply_event``): Evolink's answers are applied as recorded;
+        a callback body (unless ``TRUST_CALLBACK_BODY``) is only a hint, and the task is
+        fetched from Evolink instead."""
         rows = self._limit_rows(request, queryset.order_by("received_at", "id"))
         for event in rows or ():
             label = gettext("event %(event)s of %(task)s") % {
                 "event": event.pk, "task": str(event.task_id)[:8]
             }
+            trusted = body_is_trusted(event.source)
             if not isinstance(event.payload, dict):
                 self.message_user(
                     request,
@@ -353,13 +394,8 @@ class EventActions(ActionReporting):
                 )
                 continue
 
-            def reapply(event: TaskEvent = event) -> ApplyResult:
-                return apply_payload(
-                    event.task,
-                    event.payload,
-                    source=EventSource.ADMIN,
-                    note=f"re-applied event {event.pk}",
-                )
+            def reapply(event: TaskEvent = event) -> ApplyResult | None:
+                return reapply_event(event, source=EventSource.ADMIN)
 
             result = self._attempt(
                 request,
@@ -370,6 +406,19 @@ class EventActions(ActionReporting):
             )
             if result is FAILED:
                 continue
+            if result is None:
+                self.message_user(
+                    request,
+                    gettext("%(event)s: its body is not trusted (source %(source)s) and Evolink "
+                            "never accepted the task, so there is nothing to verify it with; "
+                            "nothing was applied.") % {"event": label, "source": event.source},
+                    messages.WARNING,
+                )
+                continue
+            how = "" if trusted else " " + gettext(
+                "Its body was not applied: a %(source)s body is not trusted (anyone holding "
+                "the callback URL can post one), so the task was fetched from Evolink and "
+                "that answer applied.") % {"source": event.source}
             level = messages.SUCCESS if result.changed else messages.INFO
             self._done(
                 request, event.task, gettext("Re-applied event %(event)s.") % {"event": event.pk},
@@ -380,7 +429,6 @@ class EventActions(ActionReporting):
                     if hasattr(result.event, "get_outcome_display") else result.outcome,
                     "before": result.old_status,
                     "after": result.new_status,
-                },
+                } + how,
                 level,
             )
-

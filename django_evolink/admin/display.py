@@ -197,15 +197,15 @@ def storage_url(name: str) -> str | None:
 
 
 def input_url(task: ImageTask) -> str | None:
-    """The URL of the first input of ``task``: its stored copy, else the first image URL."""
+    """The URL of the stored copy of the first input of ``task``, or None.
+
+    Never one of the client's ``image_urls``: those are arbitrary third-party URLs
+    (internal host names included), and an ``<img>`` of one would make every staff
+    browser fetch it and reveal its address. They are shown as text only.
+    """
     files = task.input_files or []
     if files and isinstance(files[0], str):
-        url = storage_url(files[0])
-        if url:
-            return url
-    urls = task.image_urls or []
-    if urls and isinstance(urls[0], str):
-        return urls[0]
+        return storage_url(files[0])
     return None
 
 

@@ -83,7 +83,8 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     list_per_page = 50
-    actions = ("refresh_from_evolink", "download_missing_images", "resubmit_as_new_task")
+    actions = ("refresh_from_evolink", "download_missing_images", "resubmit_as_new_task",
+               "rotate_callback_token")
     inlines = (GeneratedImageInline, TaskEventInline)
     change_list_template = "admin/django_evolink/imagetask/change_list.html"
     change_form_template = "admin/django_evolink/imagetask/change_form.html"
@@ -236,17 +237,16 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
 
     @admin.display(description=_("image URLs"))
     def image_urls_display(self, obj: ImageTask) -> SafeString:
-        """Each input image URL with its thumbnail."""
+        """Each input image URL as text: the client chose it, so no ``<img>`` and no link
+        makes a staff browser fetch it (the stored copies below are shown as images)."""
         urls = [safe_text(u) for u in (obj.image_urls or []) if isinstance(u, str)]
         if not urls:
             return format_html("{}", "–")
         return format_html(
             '<div class="evolink-inputs">{}</div>',
             format_html_join(
-                "",
-                '<div class="evolink-input">{}<br><a href="{}" target="_blank" '
-                'rel="noopener noreferrer">{}</a></div>',
-                ((thumbnail(u, size="medium"), u, Truncator(u).chars(80)) for u in urls),
+                "", '<div class="evolink-input"><code title="{}">{}</code></div>',
+                ((u, Truncator(u).chars(120)) for u in urls),
             ),
         )
 

@@ -7,7 +7,6 @@ on the server; ``?export=day`` and ``?export=user`` download the tables as CSV.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
@@ -26,6 +25,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..core.models import ImageTask, Status
+from .exports import csv_response
 
 #: Longest period the usage view accepts, in days.
 MAX_DAYS = 366
@@ -234,23 +234,6 @@ def bar_chart(days: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
-def _csv_cell(value: Any) -> Any:
-    """Neutralise spreadsheet formulas in text cells (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def _csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_csv_cell(v) for v in row])
-    return response
-
-
 def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
     """Credits and task counts per day and per user; ``?export=day|user`` for CSV."""
     if not model_admin.has_view_permission(request):
@@ -271,7 +254,7 @@ def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespo
     export = request.GET.get("export")
     if export and data is not None:
         if export == "day":
-            return _csv_response(
+            return csv_response(
                 f"evolink-usage-per-day-{start}-{end}.csv",
                 ["day", "tasks", "completed", "failed", "credits_reserved"],
                 [
@@ -281,7 +264,7 @@ def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespo
                 ],
             )
         if export == "user":
-            return _csv_response(
+            return csv_response(
                 f"evolink-usage-per-user-{start}-{end}.csv",
                 ["user_id", "username", "email", "tasks", "completed", "failed",
                  "credits_reserved"],

@@ -44,10 +44,9 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import conf
 from ..core import tokens
 from ..core.models import EventOutcome, EventSource, ImageTask, TaskEvent
-from ..core.services import fetch_and_apply
+from ..core.services import body_is_trusted, fetch_and_apply
 from ..core.transitions import (
     PayloadError,
     Update,
@@ -131,7 +130,7 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(404, {"detail": "Unknown callback URL."})
         body, parsed = self.parse_body(request)
         headers, remote_addr = redact_headers(request.headers), client_address(request)
-        trusted = bool(conf.get("TRUST_CALLBACK_BODY"))
+        trusted = body_is_trusted(EventSource.CALLBACK)
         # Re-fetch mode: the delivery is committed on its own first (no transaction is
         # held open while Evolink is asked). Trusted body: the event is inserted, with
         # its outcome, by the transaction that applies it (or alone when the body is
@@ -223,7 +222,7 @@ class CallbackView(CallbackTokenMixin, View):
     def apply(self, task: ImageTask, body: dict[str, Any], event: TaskEvent) -> str:
         """Apply a delivery that is a task object for ``task``; return its outcome."""
         before = task.status
-        if conf.get("TRUST_CALLBACK_BODY"):
+        if body_is_trusted(EventSource.CALLBACK):
             try:
                 update = self.parse_update(body)
             except PayloadError:

@@ -12,14 +12,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from rest_framework import generics, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -30,7 +31,8 @@ from ..exceptions import EvolinkError, EvolinkValidationError
 from . import schema, uploads
 from .errors import error_response
 from .pagination import EvolinkPagination
-from .permissions import visible_tasks
+from .parsers import EvolinkJSONParser, EvolinkMultiPartParser, too_large_message
+from .permissions import IsOwnerOrModelPermission, visible_tasks
 from .serializers import (
     ImageTaskSerializer,
     TaskCreateSerializer,
@@ -46,6 +48,8 @@ class EvolinkAPIView(generics.GenericAPIView):
 
     serializer_class = ImageTaskSerializer
     lookup_url_kwarg = "id"
+    # every body these cannot take (too deep, too large, not JSON) is a 400 saying why
+    parser_classes = [EvolinkJSONParser, EvolinkMultiPartParser]
 
     def get_permissions(self) -> list[Any]:
         return [cls() for cls in conf.import_classes("PERMISSION_CLASSES")]
@@ -54,6 +58,9 @@ class EvolinkAPIView(generics.GenericAPIView):
         return [cls() for cls in conf.import_classes("THROTTLE_CLASSES")]
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, RequestDataTooBig):
+            # raised by request.body (DRF reads JSON through it) outside any parser
+            exc = ParseError(too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0))
         if isinstance(exc, EvolinkError):
             return error_response(exc, context=self.get_serializer_context())
         response = super().handle_exception(exc)
@@ -81,6 +88,12 @@ class EvolinkAPIView(generics.GenericAPIView):
         if task is None:  # also another user's task: its existence is not revealed
             raise NotFound(_("No task with this id."))
         self.check_object_permissions(self.request, task)
+        # whatever the configured classes: the owner, or the model permission (a reader
+        # without change permission may see the task but not refresh it: 403)
+        rule = IsOwnerOrModelPermission()
+        if not rule.has_object_permission(self.request, self, task):
+            self.permission_denied(self.request, message=str(rule.message),
+                                   code="permission_denied")
         return task
 
     def task_response(self, task: ImageTask, code: int = status.HTTP_200_OK,
@@ -93,7 +106,6 @@ class EvolinkAPIView(generics.GenericAPIView):
 class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
     """``GET tasks/``: the caller's tasks; ``POST tasks/``: create a task."""
 
-    parser_classes = [JSONParser, MultiPartParser]
     pagination_class = EvolinkPagination
 
     def get_throttle_scope(self, request: Request) -> str | None:

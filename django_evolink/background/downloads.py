@@ -10,7 +10,12 @@ retry is due or a job was lost) stores each image once:
   that resolves to a private address only when connecting: DNS rebinding); redirects are
   followed by hand, at most :data:`MAX_REDIRECTS`;
 - streamed to a spooled temporary file (bounded memory), refused above
-  ``DOWNLOAD_MAX_BYTES``; the content must decode with Pillow (width/height recorded);
+  ``DOWNLOAD_MAX_BYTES``; the whole download of one image (every hop, every read) must
+  end within ``CONNECT_TIMEOUT + DOWNLOAD_TIMEOUT`` seconds, so a server dripping
+  bytes cannot hold a worker (each read is bounded by what is left of that deadline);
+- its dimensions are read from the header and refused above ``DOWNLOAD_MAX_PIXELS``
+  before anything is decoded (a small file can declare a huge image); then the content
+  must decode with Pillow (width/height recorded);
 - saved at the deterministic path of :func:`models.result_upload_to`;
 - idempotent: an image already stored is never downloaded again; an attempt first
   claims the image (compare-and-set on ``next_download_at``), and the file is recorded
@@ -30,6 +35,8 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import IO, Any, NamedTuple
 from urllib.parse import urljoin
@@ -40,9 +47,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
+from PIL import Image, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as URLLib3Error
 
 from .. import conf, signals
 from ..core.models import GeneratedImage, ImageTask, Status, result_upload_to
@@ -119,10 +128,37 @@ class PeerCheckingAdapter(HTTPAdapter):
         }
 
 
-def _get(session: requests.Session, url: str) -> requests.Response:
-    timeout = (float(conf.get("CONNECT_TIMEOUT")), float(conf.get("DOWNLOAD_TIMEOUT")))
+class _Deadline:
+    """The one deadline of an image's whole download: ``CONNECT_TIMEOUT +
+    DOWNLOAD_TIMEOUT`` seconds from its start, over every hop and every read."""
+
+    def __init__(self) -> None:
+        self.connect = float(conf.get("CONNECT_TIMEOUT"))
+        self.read = float(conf.get("DOWNLOAD_TIMEOUT"))
+        self.total = self.connect + self.read
+        self.at = time.monotonic() + self.total
+
+    def left(self) -> float:
+        """Seconds left; raises a transient :class:`DownloadError` once none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DownloadError(
+                gettext("The download took longer than %(total)g seconds "
+                        "(EVOLINK['CONNECT_TIMEOUT'] + EVOLINK['DOWNLOAD_TIMEOUT']).")
+                % {"total": self.total},
+                permanent=False,
+            )
+        return left
+
+    def timeouts(self) -> tuple[float, float]:
+        """``(connect, read)`` timeouts of the next request, within the deadline."""
+        left = self.left()
+        return min(self.connect, left), min(self.read, left)
+
+
+def _get(session: requests.Session, url: str, deadline: _Deadline) -> requests.Response:
     try:
-        return session.get(url, stream=True, allow_redirects=False, timeout=timeout,
+        return session.get(url, stream=True, allow_redirects=False, timeout=deadline.timeouts(),
                            headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
     except PrivatePeerError:
         raise DownloadError(
@@ -140,7 +176,23 @@ def _get(session: requests.Session, url: str) -> requests.Response:
         )
 
 
-def _read_capped(response: requests.Response, max_bytes: int) -> IO[bytes]:
+def _chunks(response: requests.Response, deadline: _Deadline) -> Iterator[bytes]:
+    """The body as it arrives: one socket read per chunk, each bounded by
+    ``DOWNLOAD_TIMEOUT`` and by what is left of the deadline (a socket timeout alone
+    bounds one read, so a server sending a byte a second would never trip it)."""
+    raw = response.raw
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    while True:
+        left = deadline.left()
+        if sock is not None:
+            sock.settimeout(min(deadline.read, left))
+        chunk = raw.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _read_capped(response: requests.Response, max_bytes: int, deadline: _Deadline) -> IO[bytes]:
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise DownloadError(
@@ -152,7 +204,7 @@ def _read_capped(response: requests.Response, max_bytes: int) -> IO[bytes]:
     buf = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115 (returned)
     total = 0
     try:
-        for chunk in response.iter_content(_CHUNK):
+        for chunk in _chunks(response, deadline):
             total += len(chunk)
             if total > max_bytes:
                 raise DownloadError(
@@ -161,7 +213,7 @@ def _read_capped(response: requests.Response, max_bytes: int) -> IO[bytes]:
                     permanent=True,
                 )
             buf.write(chunk)
-    except requests.RequestException as exc:
+    except (requests.RequestException, URLLib3Error, OSError) as exc:
         buf.close()
         raise DownloadError(
             gettext("The download was interrupted (%(error)s).") % {"error": type(exc).__name__},
@@ -183,9 +235,8 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
     Returns ``(file, info)`` with ``info`` = ``{"format", "extension", "width",
     "height", "size"}``; the caller closes the file. Raises :class:`DownloadError`.
     """
-    from PIL import Image, UnidentifiedImageError
-
     max_bytes = int(conf.get("DOWNLOAD_MAX_BYTES"))
+    deadline = _Deadline()
     with requests.Session() as session:
         session.mount("http://", PeerCheckingAdapter())
         session.mount("https://", PeerCheckingAdapter())
@@ -194,7 +245,7 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
             if problem:
                 raise DownloadError(gettext("Refused to download: %(why)s") % {"why": problem},
                                     permanent=True)
-            response = _get(session, url)
+            response = _get(session, url, deadline)
             with response:
                 if response.is_redirect:
                     location = response.headers.get("Location") or ""
@@ -210,7 +261,7 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
                         gettext("The image link answered HTTP %(status)d.") % {"status": status},
                         permanent=not transient,
                     )
-                buf = _read_capped(response, max_bytes)
+                buf = _read_capped(response, max_bytes, deadline)
                 break
         else:
             raise DownloadError(
@@ -218,6 +269,7 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
             )
     size = buf.seek(0, 2)
     buf.seek(0)
+    max_pixels = int(conf.get("DOWNLOAD_MAX_PIXELS"))
     try:
         with Image.open(buf) as img:
             fmt = (img.format or "").upper()
@@ -226,6 +278,14 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
                 raise DownloadError(
                     gettext("The file is a %(fmt)s image; allowed: %(allowed)s.")
                     % {"fmt": fmt or "unknown", "allowed": ", ".join(sorted(FORMAT_EXTENSIONS))},
+                    permanent=True,
+                )
+            if width * height > max_pixels:
+                # judged from the header: a few hundred KB can declare gigabytes of pixels
+                raise DownloadError(
+                    gettext("The image is %(w)dx%(h)d px (%(got)d pixels); at most "
+                            "%(max)d pixels (EVOLINK['DOWNLOAD_MAX_PIXELS']) are decoded.")
+                    % {"w": width, "h": height, "got": width * height, "max": max_pixels},
                     permanent=True,
                 )
             img.load()

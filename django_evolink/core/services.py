@@ -24,7 +24,7 @@ from ..exceptions import (
     EvolinkOutcomeUnknownError,
 )
 from . import hooks, tokens
-from .models import EventOutcome, EventSource, ImageTask, Status
+from .models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
 from .transitions import ApplyResult, apply_payload, fail_task
 
 logger = logging.getLogger("django_evolink.services")
@@ -180,8 +180,49 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyRes
     return apply_payload(task, answer, source=source, note=note)
 
 
+#: Sources whose recorded bodies are Evolink's own answers to this site's requests.
+ANSWER_SOURCES = frozenset({EventSource.SUBMIT, EventSource.POLL, EventSource.REFRESH})
+
+
+def body_is_trusted(source: str) -> bool:
+    """The one trust rule for a recorded body: True when it may be applied as it is.
+
+    Evolink's answers to this site's own requests (submit, poll, refresh) are trusted.
+    A callback body is trusted only with ``TRUST_CALLBACK_BODY = True``: callbacks are not
+    signed, so anyone holding a leaked callback URL can post one. Anything else (an admin
+    re-apply's copy, a local decision) is not: its truth is fetched from Evolink instead.
+    """
+    if source in ANSWER_SOURCES:
+        return True
+    return source == EventSource.CALLBACK and bool(conf.get("TRUST_CALLBACK_BODY"))
+
+
+def reapply_event(event: TaskEvent, *, source: str = EventSource.ADMIN) -> ApplyResult | None:
+    """Apply a recorded delivery again, under the callback receiver's trust rule.
+
+    A trusted body (:func:`body_is_trusted`) is applied as it was recorded. Any other body
+    is only a hint, as it is for the receiver: the task is fetched from Evolink
+    (:func:`fetch_and_apply`) and *that* answer is applied, so a forged callback stored
+    through a leaked URL cannot complete a task by being re-applied. Returns ``None`` for
+    an untrusted body of a task Evolink never accepted (nothing to fetch).
+    """
+    task = event.task
+    if body_is_trusted(event.source):
+        return apply_payload(task, event.payload, source=source,
+                             note=f"re-applied event {event.pk}")
+    if not task.evolink_id:
+        return None
+    return fetch_and_apply(
+        task, source=source,
+        note=f"re-apply of event {event.pk}: a {event.source} body is not trusted, so "
+             "Evolink's answer was fetched and applied instead",
+    )
+
+
 __all__ = [
+    "body_is_trusted",
     "create_task",
+    "reapply_event",
     "refresh_task",
     "submit_task",
 ]

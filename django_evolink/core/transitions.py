@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..evolink.payloads import PayloadError, Update, parse_payload, storable
-from . import hooks
+from . import hooks, tokens
 from .models import (
     FINAL_STATUSES,
     STATUS_RANK,
@@ -427,3 +427,25 @@ def poll_now(task: ImageTask) -> None:
     """Make an unfinished ``task`` due for polling at once (a delivery that could not be
     applied: the poll is the safety net). A final task is left alone."""
     ImageTask.objects.filter(pk=task.pk).unfinished().update(next_poll_at=timezone.now())
+
+
+def rotate_callback_token(task: ImageTask, *, source: str = EventSource.ADMIN,
+                          note: str = "") -> TaskEvent:
+    """Replace the callback token of ``task`` (e.g. after its URL reached an access log).
+
+    Evolink keeps the URL it was given at submission, so the old URL simply stops working
+    (its deliveries answer 404 and record nothing) and the new token is known to no one:
+    the task is tracked by polling, made due at once when it is unfinished. The rotation
+    is recorded as an event (the token itself never is). Bookkeeping only: the status is
+    not touched.
+    """
+    _raw, new_hash = tokens.new_token()
+    with transaction.atomic():
+        event = record_event(task, source, {"action": "rotate_callback_token"},
+                             note=("callback token rotated; the old callback URL now answers "
+                                   "404 and the task is tracked by polling\n" + note).strip())
+        ImageTask.objects.filter(pk=task.pk).update(callback_token_hash=new_hash,
+                                                   updated_at=timezone.now())
+        poll_now(task)
+    task.callback_token_hash = new_hash
+    return event

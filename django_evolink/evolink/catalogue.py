@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from .. import conf
 from ..exceptions import EvolinkValidationError
 from . import url_policy
+from .payloads import NUL, unstorable_text
 
 #: Characters never valid in a URL (controls, NUL, space); NUL also breaks PostgreSQL.
 _CONTROL_CHARS = re.compile(r"[\x00-\x20\x7f]")
@@ -66,14 +67,38 @@ def get_spec(model: str | None) -> ModelSpec:
         )
 
 
+def text_errors(value: Any, *, prefix: str = "") -> list[str]:
+    """Messages for client text no database can store: NUL characters (PostgreSQL
+    refuses them) and lone surrogates (not valid Unicode, so not encodable as UTF-8).
+
+    Every create entry point (REST JSON and multipart, ``services.create_task``, the
+    commands, the admin) validates through this module, so none of them can reach the
+    database with such text and answer a 500.
+    """
+    problem = unstorable_text(value)
+    if problem is None:
+        return []
+    if problem == NUL:
+        return [prefix + _("Text must not contain NUL (\\x00) characters.")]
+    return [
+        prefix
+        + _(
+            "Text must be valid Unicode: lone surrogates (U+D800 to U+DFFF) cannot be "
+            "stored. Send whole characters (in JSON, a surrogate pair such as "
+            "\\ud83d\\ude00)."
+        )
+    ]
+
+
 def prompt_errors(spec: ModelSpec, prompt: Any) -> list[str]:
     if not isinstance(prompt, str) or not prompt.strip():
         return [
             _("A prompt is required (1 to %(max)d characters).") % {"max": spec.prompt_max_chars}
         ]
-    if "\x00" in prompt:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail when saving
-        return [_("The prompt must not contain NUL (\\x00) characters.")]
+    errors = text_errors(prompt, prefix=_("The prompt: "))
+    if errors:
+        # refused here rather than failing when saving (PostgreSQL, UTF-8 encoding)
+        return errors
     if len(prompt) > spec.prompt_max_chars:
         return [
             _("At most %(max)d characters for %(model)s (got %(got)d).")
@@ -115,6 +140,10 @@ def image_url_errors(spec: ModelSpec, image_urls: Any, *, resolve: bool = True) 
     for i, url in enumerate(image_urls, start=1):
         if not isinstance(url, str) or not url:
             errors.append(_("Image %(i)d: a URL string is required.") % {"i": i})
+            continue
+        unstorable = text_errors(url, prefix=_("Image %(i)d: ") % {"i": i})
+        if unstorable:
+            errors.extend(unstorable)
             continue
         if _CONTROL_CHARS.search(url):
             errors.append(

@@ -8,6 +8,7 @@ an :class:`Update` (or raises :class:`PayloadError` saying why it cannot be appl
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -141,6 +142,44 @@ def parse_payload(payload: Any) -> Update:
     return update
 
 
+#: What :func:`unstorable_text` reports: a NUL character, a lone surrogate.
+NUL = "nul"
+SURROGATE = "surrogate"
+
+
+#: Characters no database stores as text: NUL, and the surrogates (alone, not valid Unicode).
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _is_surrogate(ch: str) -> bool:
+    return "\ud800" <= ch <= "\udfff"
+
+
+def unstorable_text(value: Any) -> str | None:
+    """:data:`NUL` or :data:`SURROGATE` when a string in ``value`` (dict keys included,
+    nested lists and dicts walked to any depth) cannot be stored as text, else ``None``.
+
+    PostgreSQL's text and jsonb refuse NUL; a lone surrogate (U+D800..U+DFFF, which JSON
+    can carry as ``"\\ud800"`` and a command line as undecodable bytes) is not valid
+    Unicode and cannot be encoded as UTF-8 by any database driver. Client text is checked
+    with this before it is saved, so it is refused with a message instead of a 500.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return NUL
+            if _SURROGATES.search(item):
+                return SURROGATE
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
 def storable(value: Any, _depth: int = 0) -> Any:
     """``value`` as JSON every database stores: NUL characters and lone surrogates in
     strings become U+FFFD, ``NaN``/``Infinity`` become strings, nesting is capped.
@@ -149,10 +188,9 @@ def storable(value: Any, _depth: int = 0) -> Any:
     recorded (and then refused as malformed), never lost to a database error.
     """
     if isinstance(value, str):
-        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
-            value = "".join(
-                "\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in value
-            )
+        if unstorable_text(value):
+            value = "".join("\ufffd" if ch == "\x00" or _is_surrogate(ch) else ch
+                            for ch in value)
         return value
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return str(value)

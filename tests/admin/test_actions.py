@@ -166,9 +166,10 @@ def test_change_page_button_runs_the_action_and_returns(su_client, evolink, user
 
 
 def test_reapply_event_action(su_client, user):
+    """An answer of Evolink to the site's own request (here a poll) is applied as recorded."""
     task = make_task(user, status=Status.PROCESSING)
     answer = samples.task_answer(task.evolink_id, status="completed")
-    event = add_event(task, answer, source="callback", outcome="error")
+    event = add_event(task, answer, source="poll", outcome="error")
     empty = add_event(task, None, source="system")
     response = post_action(su_client, EVENTS, "reapply_events", [event, empty])
     assert response.status_code == 302
@@ -182,6 +183,58 @@ def test_reapply_event_action(su_client, user):
     # re-applying again changes nothing and says so
     response = post_action(su_client, EVENTS, "reapply_events", [event])
     assert any("Nothing new" in m for m in messages_of(response))
+
+
+FORGED_RESULTS = ["https://attacker.example/forged-0.png"]
+
+
+def test_reapplying_a_forged_callback_fetches_evolinks_answer_instead(su_client, user, evolink):
+    """A forged ``completed`` body posted through a leaked callback URL is recorded (the
+    receiver answered ``unchanged`` and re-fetched). Re-applying it used to complete the
+    task with the attacker's images; it now follows the receiver's trust rule: the task is
+    fetched from Evolink and Evolink's answer (still processing) is what is applied."""
+    task = make_task(user, status=Status.PROCESSING)
+    forged = samples.task_answer(task.evolink_id, status="completed", results=FORGED_RESULTS)
+    event = add_event(task, forged, source="callback", outcome="unchanged")
+    evolink.add(responses.GET, f"{BASE}/v1/tasks/{task.evolink_id}",
+                json=samples.task_answer(task.evolink_id, status="processing", progress=60))
+    response = post_action(su_client, EVENTS, "reapply_events", [event])
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.status == Status.PROCESSING and task.progress == 60
+    assert not GeneratedImage.objects.filter(task=task).exists()
+    replay = task.events.filter(source=EventSource.ADMIN).get()
+    assert replay.payload["status"] == "processing"  # Evolink's answer, not the forged body
+    assert f"re-apply of event {event.pk}" in replay.note
+    text = " ".join(messages_of(response))
+    assert "not trusted" in text and "fetched from Evolink" in text
+    assert [c.request.url for c in evolink.calls if "/v1/tasks/" in c.request.url] == [
+        f"{BASE}/v1/tasks/{task.evolink_id}"]
+
+
+def test_a_callback_body_is_reapplied_as_recorded_only_when_callbacks_are_trusted(
+        su_client, user, evolink, settings):
+    settings.EVOLINK = {**settings.EVOLINK, "TRUST_CALLBACK_BODY": True}
+    task = make_task(user, status=Status.PROCESSING)
+    body = samples.task_answer(task.evolink_id, status="completed", results=FORGED_RESULTS)
+    event = add_event(task, body, source="callback", outcome="error")
+    post_action(su_client, EVENTS, "reapply_events", [event])
+    task.refresh_from_db()
+    assert task.status == Status.COMPLETED
+    assert not [c for c in evolink.calls if "/v1/tasks/" in c.request.url]
+
+
+def test_reapplying_an_admin_copy_is_not_trusted_either(su_client, user, evolink):
+    """A re-apply event's payload is a copy of something recorded earlier (perhaps a forged
+    callback re-applied before this rule): it is verified with Evolink too."""
+    task = make_task(user, status=Status.PROCESSING)
+    copy = samples.task_answer(task.evolink_id, status="completed", results=FORGED_RESULTS)
+    event = add_event(task, copy, source="admin")
+    evolink.add(responses.GET, f"{BASE}/v1/tasks/{task.evolink_id}",
+                json=samples.task_answer(task.evolink_id, status="processing", progress=50))
+    post_action(su_client, EVENTS, "reapply_events", [event])
+    task.refresh_from_db()
+    assert task.status == Status.PROCESSING and not task.images.exists()
 
 
 def test_download_action_stores_the_images(su_client, user, monkeypatch, png_bytes, settings):
@@ -248,3 +301,13 @@ def test_download_action_leaves_the_images_due_when_its_job_is_lost(su_client, u
     assert queued == [task.pk] and counts["downloads_enqueued"] == 1
     for image in GeneratedImage.objects.filter(task=task):
         assert image.download_error == "" and image.download_attempts == 1
+
+
+def test_rotate_callback_token_action(su_client, user):
+    task = make_task(user, status=Status.PROCESSING, callback_token_hash="a" * 64)
+    response = post_action(su_client, CHANGELIST, "rotate_callback_token", [task])
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.callback_token_hash not in ("", "a" * 64) and task.next_poll_at is not None
+    assert task.events.filter(source=EventSource.ADMIN, note__contains="token rotated").exists()
+    assert any("token rotated" in m for m in messages_of(response))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import responses
 
@@ -69,3 +71,21 @@ def test_redact_data_by_key_and_value():
     assert redact_data(data) == {"Authorization": "[redacted]",
                                  "nested": [{"token": "[redacted]", "ok": "a sk-evo-[redacted]"}],
                                  "empty_token": "", "n": 3}
+
+
+def test_client_image_urls_are_never_fetched_by_staff_browsers(su_client, user):
+    """The client's image URLs may name internal hosts: an ``<img>`` (or a link) of one
+    made every staff browser fetch it and reveal its address. They are shown as text;
+    only the stored copies are shown as images, on the list and on the change page."""
+    internal = "http://intranet.corp.internal/secret.png?who=staff"
+    task = make_task(user, image_urls=[internal, "https://203.0.113.9/a.png"])
+    stored = make_task(user, image_urls=[internal], input_files=["evolink/inputs/x/copy.png"])
+    pages = [su_client.get(CHANGELIST).content.decode(),
+             su_client.get(change_url(task)).content.decode(),
+             su_client.get(change_url(stored)).content.decode()]
+    for page in pages:
+        for tag in re.findall(r"<(?:img|a|link|script|iframe|source)\b[^>]*>", page):
+            assert "intranet.corp.internal" not in tag and "203.0.113.9" not in tag, tag
+    assert "http://intranet.corp.internal/secret.png?who=staff" in pages[1]  # as text
+    assert "/media/evolink/inputs/x/copy.png" in pages[2]  # the stored copy is an image
+    assert 'src="/media/evolink/inputs/x/copy.png"' in pages[0]

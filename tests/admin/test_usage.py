@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from django_evolink.admin.exports import csv_cell
 from django_evolink.models import Status
 from tests.support.admin import USAGE, make_task
 
@@ -39,20 +42,21 @@ def test_usage_view_numbers_and_csv(su_client, user, other_user, settings):
                                     "export": "day"})
     assert csv_day["Content-Type"].startswith("text/csv")
     assert "attachment" in csv_day["Content-Disposition"]
-    assert csv_day.content.decode().splitlines() == [
-        "day,tasks,completed,failed,credits_reserved",
-        "2025-03-01,2,1,1,2.4",
-        "2025-03-02,0,0,0,0",
-        "2025-03-03,2,1,0,3",
+    assert list(csv.reader(io.StringIO(csv_day.content.decode()))) == [
+        ["day", "tasks", "completed", "failed", "credits_reserved"],
+        ["2025-03-01", "2", "1", "1", "2.4"],
+        ["2025-03-02", "0", "0", "0", "0"],
+        ["2025-03-03", "2", "1", "0", "3"],
     ]
     csv_user = su_client.get(USAGE, {"start": "2025-03-01", "end": "2025-03-03",
-                                     "export": "user"}).content.decode().splitlines()
-    assert csv_user == [
-        "user_id,username,email,tasks,completed,failed,credits_reserved",
-        f"{other_user.pk},bob,bob@example.com,1,1,0,3",
-        f"{user.pk},alice,alice@example.com,2,1,1,2.4",
-        ",,,1,0,0,0",
+                                     "export": "user"}).content.decode()
+    assert list(csv.reader(io.StringIO(csv_user))) == [
+        ["user_id", "username", "email", "tasks", "completed", "failed", "credits_reserved"],
+        [str(other_user.pk), "bob", "bob@example.com", "1", "1", "0", "3"],
+        [str(user.pk), "alice", "alice@example.com", "2", "1", "1", "2.4"],
+        ["", "", "", "1", "0", "0", "0"],
     ]
+    assert all(line.startswith('"') for line in csv_user.splitlines())  # every cell quoted
 
 
 def test_usage_days_follow_the_site_time_zone(su_client, user, settings):
@@ -76,11 +80,40 @@ def test_usage_view_refuses_bad_periods(su_client):
     assert "Unknown export" in response.content.decode()
 
 
-def test_usage_csv_neutralises_formulas(su_client, django_user_model):
-    evil = django_user_model.objects.create_user("=cmd|x", "e@example.com", "pw")
-    make_task(evil)
+FORMULAS = [
+    "=cmd|x", "+1+1", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1", "\n=1+1", " =1+1",
+    "  @SUM(A1)", "\u00a0=1+1", "a;=1+1", "a,=HYPERLINK(\"http://x\")", "a; -2+3",
+    'a"=1+1', "a'=1+1", "x|=cmd", "\uff1d1+1", "bob;\uff20SUM(A1)",
+]
+
+
+@pytest.mark.parametrize("username", FORMULAS)
+def test_usage_csv_neutralises_formulas_as_owasp_says(su_client, django_user_model, username):
+    """A cell that starts a formula - at its start, after leading whitespace, after a
+    separator, quote or pipe inside it, or with a fullwidth sign - is prefixed with a
+    single quote; every cell is quoted so a separator cannot open a new cell."""
+    user = django_user_model.objects.create_user(username, "e@example.com", "pw")
+    make_task(user)
     body = su_client.get(USAGE, {"export": "user"}).content.decode()
-    assert "'=cmd|x" in body
+    rows = list(csv.reader(io.StringIO(body)))
+    assert all(len(row) == 7 for row in rows)  # nothing split into extra cells
+    assert [row[1] for row in rows[1:]] == ["'" + user.username]  # as stored (NFKC)
+
+
+@pytest.mark.parametrize("value", ["\u00a0=1+1", "\uff1d1+1", "bob;\uff20SUM(A1)"])
+def test_unnormalised_formulas_are_neutralised_too(value):
+    """Usernames are NFKC-normalised on save; other text (e-mail addresses) is not."""
+    assert csv_cell(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", ["alice", "bob@example.com", "2025-03-01", "a-b", "x=y",
+                                   "", "O'Brien", "3"])
+def test_plain_text_cells_are_left_alone(value):
+    assert csv_cell(value) == value
+
+
+def test_numbers_are_written_as_numbers():
+    assert csv_cell(-3) == -3 and csv_cell(Decimal("-2.5")) == Decimal("-2.5")
 
 
 def test_usage_default_period_is_the_last_30_days(su_client, user):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import timedelta
 
 import pytest
 import requests
 import responses
+from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.test import Client
 from django.utils import timezone
@@ -156,6 +158,32 @@ def test_create_refuses_a_body_that_is_not_an_object_or_not_json(api, evolink_ht
 def test_private_urls_are_allowed_when_the_setting_says_so(api, settings, evolink_http):
     set_evolink(settings, ALLOW_PRIVATE_URLS=True)
     assert create(api, image_urls=["http://127.0.0.1:9/a.png"]).status_code == 201
+
+
+def test_image_urls_are_judged_by_what_their_host_resolves_to(api, evolink_http, monkeypatch):
+    """What docs/rest-api.md promises: a name resolving to a private address (A or AAAA)
+    is refused; a name that does not resolve here is accepted (this machine cannot fetch
+    it anyway, and Evolink, on another network, may resolve it)."""
+    answers = {
+        "intranet.example.com": [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 0))],
+        "v6.example.com": [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fd00::7", 0, 0, 0))],
+        "cdn.example.com": [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 0))],
+    }
+
+    def fake_getaddrinfo(host, *args, **kwargs):
+        if host in answers:
+            return answers[host]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    for host in ("intranet.example.com", "v6.example.com"):
+        response = create(api, image_urls=[f"https://{host}/a.png"])
+        assert response.status_code == 400, host
+        assert "private or loopback" in " ".join(response.json()["image_urls"])
+    assert create(api, image_urls=["https://cdn.example.com/a.png"]).status_code == 201
+    ImageTask.objects.all().delete()  # the canned answer's Evolink id is used once
+    assert create(api, image_urls=["https://no-such-name.invalid/a.png"]).status_code == 201
+    assert len(create_calls(evolink_http)) == 2
 
 
 # ------------------------------------------------------------- refusal mapping (emulator)
@@ -400,6 +428,47 @@ def test_refresh_permission_matrix(user, other_user, staff_user, who, expected):
         rsps.get(task_url(), json=task_answer(status="processing"))
         assert client.post(refresh_url(task)).status_code == expected
         assert len(rsps.calls) == (1 if expected == 200 else 0)
+
+
+@pytest.fixture
+def staff_with(django_user_model):
+    """A staff user (``is_staff``, not superuser) holding the named model permissions."""
+    def make(*codenames: str):
+        staff = django_user_model.objects.create_user(
+            "clerk-" + "-".join(codenames or ("none",)), password="pw", is_staff=True)
+        staff.user_permissions.set(Permission.objects.filter(
+            content_type__app_label="django_evolink", codename__in=codenames))
+        return django_user_model.objects.get(pk=staff.pk)  # fresh permission cache
+    return make
+
+
+@pytest.mark.parametrize(
+    ("codenames", "detail", "refresh"),
+    [((), 404, 404),
+     (("view_imagetask",), 200, 403),
+     (("change_imagetask",), 200, 200),
+     (("view_imagetask", "change_imagetask"), 200, 200)],
+    ids=["staff without permissions", "view only", "change", "view and change"],
+)
+def test_other_peoples_tasks_follow_the_model_permissions_not_is_staff(
+        user, staff_with, codenames, detail, refresh):
+    """``is_staff`` alone used to read and refresh every task through the API while the
+    admin (model permissions) answered 403: the API now asks the same permissions."""
+    task, _ = make_task(user)
+    client = APIClient()
+    client.force_authenticate(staff_with(*codenames))
+    assert client.get(detail_url(task)).status_code == detail
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(task_url(), json=task_answer(status="processing"))
+        response = client.post(refresh_url(task))
+        assert response.status_code == refresh
+        assert len(rsps.calls) == (1 if refresh == 200 else 0)
+    if refresh == 403:
+        assert "change permission" in response.json()["detail"]
+    # their own tasks need no permission at all, and the list shows only those
+    own, _ = make_task(client.handler._force_user, evolink_id="task-unified-1-own")
+    assert client.get(detail_url(own)).status_code == 200
+    assert [t["id"] for t in client.get(LIST_URL).json()["results"]] == [str(own.pk)]
 
 
 @responses.activate

@@ -151,8 +151,9 @@ def test_ten_megabytes_is_accepted_one_byte_more_is_refused(api, evolink_http):
     for name in stored_inputs():
         conf.storage().delete(name)
     evolink_http.calls.reset()
+    # refused while it is received (django_evolink.api.parsers), not after
     assert_refused(send(api, over), evolink_http, "images",
-                   "The file is 10.0 MB; at most 10 MB is allowed.")
+                   "Image 1 (big.png): the file is larger than 10 MB")
 
 
 def test_an_empty_file_is_refused(api, evolink_http):

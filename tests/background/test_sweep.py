@@ -95,6 +95,28 @@ def test_errors_back_off_then_success(evolink_emulator, emu_settings, monkeypatc
 
 
 @pytest.mark.evolink_emulator(manual_clock=True)
+@pytest.mark.parametrize("retry_after", [301, 3600, 86400 * 30])
+def test_a_hostile_retry_after_is_capped_at_poll_max_interval(evolink_emulator, emu_settings,
+                                                              monkeypatch, retry_after):
+    """A 429 whose Retry-After is above POLL_MAX_INTERVAL (300 s) schedules the next poll at
+    most 300 s later, however far the header points (up to 30 days here), so a hostile or
+    broken header cannot park a task past its deadline; and the task still completes."""
+    emu_settings.EVOLINK = {**emu_settings.EVOLINK, "TASK_TIMEOUT": 86400.0 * 365}
+    emu = evolink_emulator
+    clock = SharedClock(monkeypatch, emu)
+    remote = emulated_task(emu, duration=1)
+    task = db_task(remote.id)
+    emu.faults.add_error("task", 429, count=1, retry_after=retry_after)
+    assert sweep.run_sweep()["errors"] == 1
+    task.refresh_from_db()
+    wait = (task.next_poll_at - clock.now).total_seconds()
+    assert 225 <= wait <= 300, wait  # honoured up to the cap, never beyond
+    clock.advance(300)
+    assert sweep.run_sweep()["completed"] == 1
+    assert task_gets(emu, remote.id) == 2
+
+
+@pytest.mark.evolink_emulator(manual_clock=True)
 def test_transport_errors_are_counted_apart(evolink_emulator, emu_settings, monkeypatch):
     emu_settings.EVOLINK = {**emu_settings.EVOLINK, "BASE_URL": "http://127.0.0.1:9"}
     SharedClock(monkeypatch, evolink_emulator)

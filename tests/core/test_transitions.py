@@ -117,6 +117,28 @@ def test_event_is_recorded_before_apply_and_kept_on_failure(accepted, monkeypatc
     assert accepted.status == Status.PENDING
 
 
+@pytest.mark.parametrize("source", [EventSource.POLL, EventSource.CALLBACK, EventSource.SUBMIT])
+def test_a_failure_after_the_event_was_stored_still_leaves_the_event(accepted, rec, source,
+                                                                     django_capture_on_commit_callbacks):
+    """The ``then=`` hook runs after the event row was inserted and the task saved, in the
+    same transaction. When it fails, the rollback takes the event's insert with it: the
+    delivery must be recorded again (as ``error``), not updated in place (0 rows) and lost."""
+    def hook(result):
+        assert result.event.pk is not None  # stored, then rolled back below
+        raise RuntimeError("the lease fence failed")
+
+    events_before = accepted.events.count()
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        apply_payload(accepted, payload("completed", 100, RESULTS), source=source, then=hook)
+    assert accepted.events.count() == events_before + 1
+    event = accepted.events.order_by("-id").first()
+    assert event.source == source and event.outcome == EventOutcome.ERROR
+    assert "the lease fence failed" in event.note and event.payload["status"] == "completed"
+    accepted.refresh_from_db()
+    assert accepted.status == Status.PENDING and not accepted.images.exists()
+    assert rec.names() == []  # nothing announced for a rolled-back apply
+
+
 def test_forward_progress_and_completion(accepted, rec, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         apply_payload(accepted, payload("processing", 40), source=EventSource.POLL)

@@ -40,6 +40,7 @@ def test_a_nul_in_an_uploaded_prompt_is_refused_with_400(api, evolink_http):
 # --------------------------------------------------------------- schemathesis (OpenAPI)
 
 schemathesis = pytest.importorskip("schemathesis")  # in the dev extra; see pyproject.toml
+import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import responses  # noqa: E402
@@ -114,3 +115,62 @@ def test_the_api_conforms_to_its_schema_and_never_answers_5xx(case, fuzz_env, db
     """Authenticated schemathesis run (positive and negative data) through WSGI: no 5xx,
     documented status codes and content types, bodies valid against docs/openapi.yaml."""
     case.call_and_validate(app=WSGIHandler(), headers=fuzz_env, checks=CHECKS)
+
+
+# ------------------------------------- hostile JSON values (what schemathesis does not make)
+
+from django.test import Client  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: Text with what JSON can carry and databases refuse: lone surrogates, NUL, controls.
+HOSTILE_TEXT = st.text(alphabet=st.one_of(
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    st.sampled_from(["\x00", "\x01", "\n", "\u2028", "\ufeff", "\U0001f600", "a", " "]),
+    st.characters(codec="utf-8"),
+), max_size=40)
+HUGE_NUMBERS = st.one_of(
+    st.integers(min_value=-(10**4000), max_value=10**4000),
+    st.sampled_from([1e308, -1e308, 5e-324, 2**63, -(2**63) - 1, 2**64]),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+SCALARS = st.one_of(st.none(), st.booleans(), HUGE_NUMBERS, HOSTILE_TEXT)
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(HOSTILE_TEXT, inner, max_size=4)),
+    max_leaves=12)
+
+
+def as_json(value, depth: int) -> bytes:
+    """``value`` as JSON text (surrogates escaped, so the bytes are ASCII) wrapped in
+    ``depth`` arrays; big integers as Python writes them (up to 4,000 digits)."""
+    text = json.dumps(value, ensure_ascii=True)
+    return ("[" * depth + text + "]" * depth).encode("ascii")
+
+
+@pytest.mark.slow
+@given(field=st.sampled_from(["prompt", "image_urls", "n", "model", "extra", None]),
+       value=VALUES, depth=st.sampled_from([0, 0, 1, 50, 1_000, 50_000]),
+       endpoint=st.sampled_from(["create", "refresh", "list"]))
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_hostile_json_values_never_answer_5xx(fuzz_env, db, field, value, depth, endpoint):
+    """Lone surrogates, NUL, deep nesting and huge numbers in any field (or as the whole
+    body) of every POST endpoint: never a 5xx, never a task that could not be stored."""
+    if field is None:
+        body = as_json(value, depth)
+    else:
+        body = ("{" + json.dumps(field) + ": " + as_json(value, depth).decode("ascii")
+                + ', "image_urls": ["' + PUBLIC_IMAGE + '"], "prompt": "p"}').encode("ascii")
+        if field in ("image_urls", "prompt"):  # the hostile value must win: send it last
+            body = ('{"image_urls": ["' + PUBLIC_IMAGE + '"], "prompt": "p", '
+                    + json.dumps(field) + ": " + as_json(value, depth).decode("ascii")
+                    + "}").encode("ascii")
+    task = ImageTask.objects.get(evolink_id="task-unified-1-fuzz")
+    url = {"create": LIST_URL, "list": LIST_URL,
+           "refresh": f"/evolink/tasks/{task.pk}/refresh/"}[endpoint]
+    client = Client(HTTP_AUTHORIZATION=fuzz_env["Authorization"])
+    method = client.get if endpoint == "list" else client.post
+    response = method(url, body, content_type="application/json") if endpoint != "list" \
+        else client.generic("GET", url, body, content_type="application/json")
+    assert response.status_code < 500, (response.status_code, response.content[:300])
+    for stored in ImageTask.objects.values_list("prompt", flat=True):
+        stored.encode("utf-8")  # whatever was kept is valid text

@@ -195,3 +195,50 @@ def test_a_refused_result_is_recorded_on_the_image_and_never_stored(servers):
     assert not image.file and "private or loopback" in image.download_error
     assert downloads.download_task_images(task.pk)["failed"] == 1  # not retried
     assert servers["redirector"].hits == ["/go"]
+
+
+# ------------------------------------------------------------------ IPv6-only names (AAAA)
+
+V6_ONLY_NAME = "v6only.public.test"
+PRIVATE_AAAA = ["::1", "fc00::1", "fd12:3456::1", "fe80::1", "::ffff:10.0.0.1"]
+
+
+def aaaa_only(monkeypatch, address: str) -> list[tuple]:
+    """Make ``V6_ONLY_NAME`` resolve to ``address`` (an AAAA record) and nothing else: no
+    A record, so a check that asks for (or keeps) IPv4 answers only sees no address."""
+    calls: list[tuple] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake_getaddrinfo(host, port=None, family=0, *args, **kwargs):
+        if host != V6_ONLY_NAME:
+            return real_getaddrinfo(host, port, family, *args, **kwargs)
+        calls.append((host, family))
+        if family not in (0, socket.AF_UNSPEC, socket.AF_INET6):
+            raise socket.gaierror(socket.EAI_NONAME, "no A record")
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port or 0, 0, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    return calls
+
+
+@pytest.mark.parametrize("address", PRIVATE_AAAA)
+def test_an_image_url_whose_name_has_only_a_private_aaaa_record_is_refused(settings,
+                                                                           monkeypatch,
+                                                                           address):
+    """The URL check of image URLs handed to Evolink (and of result URLs) resolves AAAA
+    records too: a name with only ``::1`` or a ``fc00::/7`` address is private."""
+    settings.EVOLINK = {**settings.EVOLINK, "ALLOW_PRIVATE_URLS": False}
+    calls = aaaa_only(monkeypatch, address)
+    problem = netsafety.check_url(f"https://{V6_ONLY_NAME}/photo.png")
+    assert problem and "private or loopback" in problem
+    assert calls, "the name was not resolved"
+
+
+@pytest.mark.parametrize("address", PRIVATE_AAAA)
+def test_a_result_url_whose_name_has_only_a_private_aaaa_record_is_not_downloaded(
+        settings, monkeypatch, address):
+    settings.EVOLINK = {**settings.EVOLINK, "ALLOW_PRIVATE_URLS": False}
+    aaaa_only(monkeypatch, address)
+    with pytest.raises(downloads.DownloadError) as caught:
+        downloads.fetch_image(f"http://{V6_ONLY_NAME}/image.png")
+    assert caught.value.permanent and "private or loopback" in str(caught.value)

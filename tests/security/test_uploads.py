@@ -13,9 +13,12 @@ import zipfile
 import zlib
 
 import pytest
+from django.core.handlers.wsgi import LimitedStream
 from PIL import Image
+from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_evolink import conf
+from django_evolink.api.views import TaskListCreateView
 from django_evolink.models import ImageTask
 from tests.support.api import LIST_URL, image_bytes, upload, upload_calls
 
@@ -152,3 +155,66 @@ def test_a_jpeg_with_html_in_a_comment_is_stored_as_jpg(api, evolink_http):
     response = send(api, "page.html", buf.getvalue(), "text/html")
     assert response.status_code == 201
     assert ImageTask.objects.get().input_files[0].endswith(".jpg")
+
+
+# -------------------------------------------------------------- bodies refused while read
+
+MB = 1024 * 1024
+
+
+class CountingStream:
+    """A request body of ``total`` bytes: ``head`` then zeros, made as it is read, and
+    how many bytes were read."""
+
+    def __init__(self, head: bytes, total: int) -> None:
+        self.head, self.total, self.read_bytes = head, total, 0
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.total - self.read_bytes
+        size = left if size is None or size < 0 else min(size, left)
+        start, self.read_bytes = self.read_bytes, self.read_bytes + size
+        head = self.head[start:start + size]
+        return head + b"\0" * (size - len(head))
+
+    def readline(self, size: int = -1) -> bytes:  # pragma: no cover - not used by multipart
+        return self.read(size)
+
+
+def upload_request(user, stream: CountingStream):
+    request = APIRequestFactory().generic(
+        "POST", LIST_URL, b"", content_type="multipart/form-data; boundary=BoUnDaRy")
+    request.META["CONTENT_LENGTH"] = str(stream.total)
+    request._stream = LimitedStream(stream, stream.total)
+    force_authenticate(request, user)
+    return request
+
+
+def image_part_head(prompt: bytes = b"p") -> bytes:
+    return (b'--BoUnDaRy\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n' + prompt
+            + b'\r\n--BoUnDaRy\r\nContent-Disposition: form-data; name="images"; '
+            b'filename="big.png"\r\nContent-Type: image/png\r\n\r\n' + image_bytes())
+
+
+def test_a_huge_declared_upload_is_refused_before_its_body_is_read(user, evolink_http):
+    """A 100 MB multipart body: refused from its Content-Length, 0 bytes read (before the
+    fix Django received all of it into a temporary file, then the serializer said no)."""
+    stream = CountingStream(image_part_head(), 100 * MB)
+    response = TaskListCreateView.as_view()(upload_request(user, stream))
+    response.render()
+    assert response.status_code == 400
+    assert "at most 2 images of 10 MB" in " ".join(response.data["images"])
+    assert stream.read_bytes == 0
+    assert not ImageTask.objects.exists() and not evolink_http.calls
+
+
+def test_reading_stops_as_soon_as_one_file_passes_ten_megabytes(user, evolink_http):
+    """A 15 MB file in an 18 MB body (under the whole-request cap): reading stops just
+    past 10 MB, with a 400 naming the file."""
+    stream = CountingStream(image_part_head(), 18 * MB)
+    response = TaskListCreateView.as_view()(upload_request(user, stream))
+    response.render()
+    assert response.status_code == 400
+    message = " ".join(response.data["images"])
+    assert "big.png" in message and "larger than 10 MB" in message
+    assert stream.read_bytes < 10 * MB + 256 * 1024, stream.read_bytes
+    assert not ImageTask.objects.exists() and not evolink_http.calls
