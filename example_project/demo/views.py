@@ -12,6 +12,7 @@ from django.views.static import serve
 from django_evolink import conf
 from django_evolink.evolink import catalogue
 
+
 @login_required
 @ensure_csrf_cookie
 def index(request: HttpRequest) -> HttpResponse:
