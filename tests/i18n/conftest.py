@@ -1,4 +1,5 @@
-"""Fixtures of the translation tests: the API's and the admin's (imported by name)."""
+"""Fixtures of the translation tests: the admin's (imported by name); the API test module
+loads the API fixtures itself."""
 
 from tests.support.admin import (  # noqa: F401 - fixtures
     _fast_password_hasher,
@@ -6,5 +7,3 @@ from tests.support.admin import (  # noqa: F401 - fixtures
     evolink,
     su_client,
 )
-
-pytest_plugins = ["tests.support.api_fixtures"]

@@ -9,6 +9,7 @@ from django_evolink.evolink.client import get_client
 from tests.support.api import LIST_URL, PUBLIC_IMAGE, PUBLIC_IMAGE_2, image_bytes
 
 pytestmark = pytest.mark.django_db
+pytest_plugins = ["tests.support.api_fixtures"]
 
 THREE_URLS = [PUBLIC_IMAGE, PUBLIC_IMAGE_2, "https://93.184.215.14/third.png"]
 
