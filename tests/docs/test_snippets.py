@@ -1,4 +1,4 @@
-"""Every ```python block of docs/*.md, docs/ja/*.md and README.md is checked, so the docs cannot drift.
+"""Every ```python block of docs/*.md, docs/ja/*.md and README.md is checked (no drift).
 
 What happens to a block depends on the HTML comment on the line before it (optional):
 
