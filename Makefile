@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: install test test-all test-postgres lint docs demo bench build clean check-migrations \
-	messages check-messages
+	catalogue messages check-messages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ messages: $(STAMP)
 
 check-messages: $(STAMP)
 	$(PY) .ci/catalogues.py check
+
+# `make catalogue`: regenerate django_evolink/evolink/catalogue.json and docs/models.md
+# from Evolink's parameter definitions (CATALOGUE_SOURCE, default ../shared/evolink-models.json).
+CATALOGUE_SOURCE ?= ../shared/evolink-models.json
+catalogue: $(STAMP)
+	$(PY) scripts/build_catalogue.py $(CATALOGUE_SOURCE)
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

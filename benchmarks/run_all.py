@@ -1,4 +1,4 @@
-"""Run the five benchmarks, one subprocess each, and print one table.
+"""Run the six benchmarks, one subprocess each, and print one table.
 
     python benchmarks/run_all.py            # the full run (`make bench`), ~6-8 minutes
     python benchmarks/run_all.py --quick    # tiny sizes, seconds (the smoke test)
@@ -30,6 +30,7 @@ BENCHMARKS = [
     ("pages", "bench_pages.py"),
     ("downloads", "bench_downloads.py"),
     ("submit", "bench_submit.py"),
+    ("validation", "bench_validation.py"),
 ]
 
 

@@ -10,10 +10,12 @@
 | E005 | error | a setting has a value of the wrong type or range |
 | W003 | warning | django-q2 ``retry`` is not larger than ``timeout`` (tasks run twice) |
 | W004 | warning | the recurring poll schedule is missing |
+| E006 | error | ``MODELS`` or ``DEFAULT_MODEL`` names a model that is not an allowed image model |
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from . import conf
 from .background import schedule
-from .evolink import url_policy
+from .evolink import catalogue, modelspec, url_policy
 
 _NUMERIC_KEYS = (
     "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_BACKOFF", "RETRY_MAX_WAIT", "POLL_MIN_INTERVAL",
@@ -108,6 +110,50 @@ def check_settings(
             errors.append(Error(_("'%(app)s' must be in INSTALLED_APPS for django_evolink.")
                                 % {"app": app},
                                 id="django_evolink.E004"))
+    return errors
+
+
+def _model_hint(name: object) -> str:
+    """A hint for a model name that is not an image model of the catalogue."""
+    known = modelspec.load().models.get(name) if isinstance(name, str) else None
+    if known is not None:
+        return (f"{name} is a {known.kind} model; django-evolink creates image tasks only. "
+                "See docs/models.md for the image models.")
+    close = difflib.get_close_matches(str(name), list(catalogue.CATALOGUE), n=3)
+    if close:
+        return "Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "The image models are listed in docs/models.md and by 'manage.py evolink_models'."
+
+
+@register(Tags.compatibility)
+def check_models(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E006: ``MODELS`` and ``DEFAULT_MODEL`` name image models of the catalogue."""
+    errors: list[CheckMessage] = []
+    if not isinstance(getattr(settings, "EVOLINK", None) or {}, dict):
+        return []  # E001 says it
+    chosen = conf.get("MODELS")
+    if chosen is not None and (isinstance(chosen, str) or not all(
+            isinstance(m, str) for m in chosen)):
+        return [Error("EVOLINK['MODELS'] must be None or a list of model names.",
+                      hint="e.g. ['wan2.5-image-to-image', 'wan2.5-text-to-image']",
+                      id="django_evolink.E006")]
+    for name in chosen or ():
+        if name not in catalogue.CATALOGUE:
+            errors.append(Error(f"EVOLINK['MODELS'] names {name!r}, which is not an image "
+                                "model of the catalogue.", hint=_model_hint(name),
+                                id="django_evolink.E006"))
+    default = conf.get("DEFAULT_MODEL")
+    if default not in catalogue.CATALOGUE:
+        errors.append(Error(f"EVOLINK['DEFAULT_MODEL'] {default!r} is not an image model of "
+                            "the catalogue.", hint=_model_hint(default),
+                            id="django_evolink.E006"))
+    elif chosen is not None and default not in chosen:
+        errors.append(Error(f"EVOLINK['DEFAULT_MODEL'] {default!r} is not in "
+                            "EVOLINK['MODELS'], so a request that names no model is refused.",
+                            hint=f"Add {default!r} to MODELS, or choose a DEFAULT_MODEL "
+                                 "among them.", id="django_evolink.E006"))
     return errors
 
 

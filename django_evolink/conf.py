@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_BASE_URL": None,  # public https origin of this site; None: poll only
     "ALLOW_PRIVATE_URLS": False,  # local development and tests only
     "DEFAULT_MODEL": "wan2.5-image-to-image",
+    "MODELS": None,  # None: every image model of the catalogue; or the allowed names
     # --- HTTP client ---------------------------------------------------------------
     "CONNECT_TIMEOUT": 5.0,  # seconds to open a connection to Evolink
     "READ_TIMEOUT": 30.0,  # seconds to wait for an answer once the request is sent

@@ -92,3 +92,10 @@ def test_run_all_rejects_unknown_names():
                            "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "unknown benchmark" in done.stderr and "callbacks" in done.stderr
+
+
+def test_validation_benchmark(tmp_path):
+    rows = run_script("bench_validation.py", tmp_path)
+    assert figure(rows, "validation", "bare DRF serializer")["value"] > 0
+    per_model = [r for r in rows if r["measure"].startswith("create body ")]
+    assert len(per_model) == 54 and all(r["baseline"] for r in per_model)

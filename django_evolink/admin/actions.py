@@ -244,20 +244,14 @@ class TaskActions(ActionReporting):
 
     @admin.action(description=_("Resubmit as a new task"), permissions=("resubmit",))
     def resubmit_as_new_task(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """Create a new task with each task's request (spends credits)."""
+        """Create a new task with each task's request: model, prompt, images and the
+        model's parameters (spends credits)."""
         rows = self._limit_rows(request, queryset)
         for task in rows or ():
             short = str(task.pk)[:8]
 
             def resubmit(task: ImageTask = task) -> ImageTask:
-                return services.create_task(
-                    prompt=task.prompt,
-                    image_urls=list(task.image_urls or []),
-                    n=task.n,
-                    model=task.model,
-                    user=task.user,
-                    input_files=list(task.input_files or []),
-                )
+                return services.create_like(task, user=task.user)
 
             def refused(exc: EvolinkError, task: ImageTask = task) -> str:
                 return self._resubmit_refused(request, task, exc)

@@ -7,6 +7,7 @@ Its actions are in :mod:`.actions`, the usage view in :mod:`.usage`, the balance
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
@@ -108,7 +109,8 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         ),
         (
             _("Request"),
-            {"fields": ("prompt_display", "n", "image_urls_display", "input_files_display")},
+            {"fields": ("prompt_display", "n", "params_display", "image_urls_display",
+                        "input_files_display")},
         ),
         (
             _("Usage"),
@@ -137,7 +139,8 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     )
     readonly_fields = (
         "id", "evolink_id", "user", "model", "status_display", "progress_display",
-        "created_at", "updated_at", "completed_at", "prompt_display", "n", "image_urls_display",
+        "created_at", "updated_at", "completed_at", "prompt_display", "n", "params_display",
+        "image_urls_display",
         "input_files_display", "billing_rule", "credits_reserved", "user_group",
         "estimated_time", "can_cancel", "error_display", "submit_started_at", "submitted_at",
         "callback_received_at", "images_stored_at", "next_poll_at", "last_polled_at",
@@ -234,6 +237,17 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     def prompt_display(self, obj: ImageTask) -> SafeString:
         """The whole prompt, secrets redacted."""
         return format_html('<div class="evolink-prompt-full">{}</div>', safe_text(obj.prompt))
+
+    @admin.display(description=_("parameters"))
+    def params_display(self, obj: ImageTask) -> SafeString:
+        """The model's other parameters as sent to Evolink, one per line."""
+        if not obj.params:
+            return format_html('<span class="evolink-muted">{}</span>', gettext("none"))
+        return format_html_join(
+            "", '<div><code>{}</code> = <code>{}</code></div>',
+            ((name, safe_text(json.dumps(value, ensure_ascii=False)))
+             for name, value in sorted(obj.params.items())),
+        )
 
     @admin.display(description=_("image URLs"))
     def image_urls_display(self, obj: ImageTask) -> SafeString:

@@ -1,8 +1,10 @@
-"""The usage view of the admin: credits and task counts per day and per user.
+"""The usage view of the admin: credits and task counts per day, per user and per model.
 
 Reached from the image task changelist (``admin:django_evolink_imagetask_usage``);
 staff with the *view* permission of image tasks only. The chart is plain SVG built
-on the server; ``?export=day`` and ``?export=user`` download the tables as CSV.
+on the server; ``?export=day``, ``?export=user`` and ``?export=model`` download the
+tables as CSV. Per model, the rows are split by Evolink's billing rule (``per_call``,
+``per_token``, ``per_second``, ...): credits of different rules are shown apart.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class _UserRow(_Aggregates):
     user: Any  # the user's pk (None for tasks without a user)
 
 
+class _ModelRow(_Aggregates):
+    model: str
+    billing_rule: str
+
+
 def _aggregates() -> dict[str, Any]:
     return {
         "tasks": Count("pk"),
@@ -102,7 +109,8 @@ def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 
 def usage_data(start: dt.date, end: dt.date) -> dict[str, Any]:
-    """Totals, per-day rows (every day of the period) and per-user rows of a period.
+    """Totals, per-day rows (every day of the period), per-user rows and per-model rows
+    (model and billing rule) of a period.
 
     Credits are the credits Evolink reserved for the tasks created in the period
     (failed tasks included: Evolink may refund them).
@@ -157,7 +165,19 @@ def usage_data(start: dt.date, end: dt.date) -> dict[str, Any]:
                 "credits": row["credits"] or Decimal(0),
             }
         )
+    model_groups = cast(
+        "QuerySet[ImageTask, _ModelRow]",
+        base.values("model", "billing_rule").annotate(**_aggregates()),
+    )
+    per_model = [
+        {"model": row["model"], "billing_rule": row["billing_rule"] or "",
+         "tasks": row["tasks"], "completed": row["completed"], "failed": row["failed"],
+         "credits": row["credits"] or Decimal(0)}
+        for row in model_groups.order_by(F("credits").desc(nulls_last=True), "-tasks",
+                                         "model", "billing_rule")
+    ]
     return {
+        "models": per_model,
         "totals": {
             "tasks": totals["tasks"] or 0,
             "completed": totals["completed"] or 0,
@@ -274,6 +294,16 @@ def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespo
                     for u in data["users"]
                 ],
             )
+        if export == "model":
+            return csv_response(
+                f"evolink-usage-per-model-{start}-{end}.csv",
+                ["model", "billing_rule", "tasks", "completed", "failed", "credits_reserved"],
+                [
+                    [m["model"], m["billing_rule"], m["tasks"], m["completed"], m["failed"],
+                     _fmt(m["credits"])]
+                    for m in data["models"]
+                ],
+            )
 
     context: dict[str, Any] = {
         **model_admin.admin_site.each_context(request),
@@ -284,7 +314,8 @@ def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespo
         "start": start,
         "end": end,
         "export_error": (
-            gettext("Unknown export %(export)r: use “day” or “user”.") % {"export": export}
+            gettext("Unknown export %(export)r: use “day”, “user” or “model”.")
+            % {"export": export}
             if export and data is not None else ""
         ),
     }
@@ -302,6 +333,7 @@ def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespo
                 "days": [{**d, "credits_text": _fmt(d["credits"])} for d in data["days"]],
                 "users": users,
                 "users_hidden": max(0, len(data["users"]) - MAX_USERS_SHOWN),
+                "models": [{**m, "credits_text": _fmt(m["credits"])} for m in data["models"]],
                 "credits_chart": bar_chart(data["days"], "credits"),
                 "tasks_chart": bar_chart(data["days"], "tasks"),
                 "query": query.urlencode(),

@@ -82,14 +82,13 @@ class EvolinkJSONParser(JSONParser):
 
 class UploadSizeLimitHandler(FileUploadHandler):
     """Stops reading a multipart body as soon as the request, or one file in it, is
-    larger than the largest image (``ModelSpec.image_max_bytes``) times the most images
-    any model of the catalogue takes."""
+    larger than the largest image times the most images any allowed model takes
+    (:func:`~django_evolink.evolink.catalogue.upload_bounds`); each file is then checked
+    against its own model's limits by the serializer."""
 
     def __init__(self, request: Any = None) -> None:
         super().__init__(request)
-        specs = list(catalogue.CATALOGUE.values())
-        self.max_file_bytes = max(spec.image_max_bytes for spec in specs)
-        self.max_files = max(spec.max_images for spec in specs)
+        self.max_files, self.max_file_bytes = catalogue.upload_bounds()
         self.error: str | None = None
         self._file_bytes = 0
         self._files = 0

@@ -11,15 +11,22 @@ The checked-in schema is docs/openapi.yaml; regenerate it with::
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from .serializers import ImageTaskSerializer, TaskCreateSerializer, TaskUploadSerializer
+from rest_framework import serializers
+
+from ..evolink import catalogue
+from .serializers import ImageTaskSerializer, TaskUploadSerializer
 
 try:  # pragma: no branch - exercised by both installs
+    from drf_spectacular.extensions import OpenApiSerializerExtension
     from drf_spectacular.utils import (
         OpenApiExample,
         OpenApiParameter,
         OpenApiResponse,
+        PolymorphicProxySerializer,
         extend_schema,
     )
 except ImportError:  # drf-spectacular is optional
@@ -55,7 +62,85 @@ REFUSAL_SCHEMA: dict[str, Any] = {
     "required": ["detail", "code", "task"],
 }
 
+#: ``GET models/``: ``[{name, kind, default, parameters}]``.
+MODEL_LIST_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["image"]},
+            "default": {"type": "boolean"},
+            "parameters": {"type": "object",
+                           "description": "JSON Schema (2020-12) of the create body."},
+        },
+        "required": ["name", "kind", "default", "parameters"],
+    },
+}
+
 BAD_REQUEST_SCHEMA: dict[str, Any] = {"oneOf": [FIELD_ERRORS_SCHEMA, REFUSAL_SCHEMA, ERROR_SCHEMA]}
+
+
+def openapi_body(spec: catalogue.ModelSpec) -> dict[str, Any]:
+    """One model's create body as an OpenAPI 3.0 schema (its JSON Schema, with ``const``
+    written as a one-value ``enum`` and type lists as ``anyOf``). A parameter's ``enum``
+    sits in an ``allOf``, so that drf-spectacular does not merge the many different
+    ``quality``/``size`` choice sets of the models into shared enum components."""
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: convert(value) for key, value in node.items() if key != "title"}
+        if "const" in out:
+            out["enum"] = [out.pop("const")]
+        if isinstance(out.get("type"), list):
+            out["anyOf"] = [{"type": kind} for kind in out.pop("type")]
+        return out
+
+    schema = convert(spec.request_schema())
+    for name, prop in schema["properties"].items():
+        if "enum" in prop and name != "model":
+            prop["allOf"] = [{"enum": prop.pop("enum")}]
+    schema["description"] = f"Create body of {spec.name} ({spec.docs})."
+    return json.loads(json.dumps(schema))
+
+
+class ModelBodySerializer(serializers.Serializer):
+    """Stands for one model's create body in the OpenAPI document; never validates
+    (:class:`~.serializers.TaskCreateSerializer` does)."""
+
+    model_name = ""
+
+
+def body_serializers() -> dict[
+    str, serializers.Serializer[Any] | type[serializers.Serializer[Any]]
+]:
+    """One :class:`ModelBodySerializer` per image model of the catalogue, by model name
+    (the document describes the package's API; ``EVOLINK['MODELS']`` narrows what a site
+    accepts, and ``GET models/`` says which)."""
+    return {
+        name: type(f"{re.sub(r'[^0-9A-Za-z]+', '_', name)}_Body", (ModelBodySerializer,),
+                   {"model_name": name})
+        for name in sorted(catalogue.CATALOGUE)
+    }
+
+
+if HAS_SPECTACULAR:
+
+    class ModelBodyExtension(OpenApiSerializerExtension):
+        """drf-spectacular: a :class:`ModelBodySerializer` is its model's JSON Schema."""
+
+        target_class = ModelBodySerializer
+        match_subclasses = True
+
+        def get_name(self, auto_schema: Any = None, direction: Any = None) -> str:
+            name = self.target.model_name
+            return "TaskCreate_" + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+
+        def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+            return openapi_body(catalogue.CATALOGUE[self.target.model_name])
 
 
 def _common_errors() -> dict[int, Any]:
@@ -112,14 +197,20 @@ def task_list_create(view: Any) -> Any:
         operation_id="evolink_tasks_create",
         summary="Create a task from image URLs (JSON) or uploaded images (multipart)",
         description=(
-            "JSON: `{prompt, image_urls, n?, model?}`. Multipart: `prompt`, `images` (1-2 "
-            "files), `n?`, `model?`. Invalid input answers 400 with field-keyed messages and "
-            "nothing is sent to Evolink. When Evolink refuses, the task is kept as `failed` "
-            "and the answer is `{detail, code, task}`. 201 with the task otherwise (also with "
-            "ASYNC_SUBMIT, where the task is still `queued`)."
+            "JSON: `{model?, prompt, image_urls?, n?, ...the model's other parameters}`, one "
+            "schema per model, chosen by `model` (default EVOLINK['DEFAULT_MODEL']). "
+            "Multipart: the same fields, with `images` (files) for `image_urls`. A parameter "
+            "the model does not take, or a value outside what it allows, answers 400 keyed "
+            "by the parameter, and nothing is sent to Evolink. When Evolink refuses, the task "
+            "is kept as `failed` and the answer is `{detail, code, task}`. 201 with the task "
+            "otherwise (also with ASYNC_SUBMIT, where the task is still `queued`)."
         ),
         request={
-            "application/json": TaskCreateSerializer,
+            "application/json": PolymorphicProxySerializer(
+                component_name="TaskCreate",
+                serializers=body_serializers,
+                resource_type_field_name="model",
+            ),
             "multipart/form-data": TaskUploadSerializer,
         },
         responses={
@@ -142,6 +233,18 @@ def task_list_create(view: Any) -> Any:
             )
         ],
     )(view.post)
+    return view
+
+
+def model_list(view: Any) -> Any:
+    """Annotate ``models/``."""
+    if HAS_SPECTACULAR:
+        view.get = extend_schema(
+            operation_id="evolink_models_list",
+            summary="The models this site allows, each with the JSON Schema of its create body",
+            responses={200: OpenApiResponse(MODEL_LIST_SCHEMA, description="The allowed models."),
+                       **_common_errors()},
+        )(view.get)
     return view
 
 

@@ -62,6 +62,10 @@ class ImageTaskSerializer(serializers.ModelSerializer):
     """A task as the API answers it (read only)."""
 
     image_urls = serializers.ListField(child=serializers.CharField(), read_only=True)
+    params = serializers.DictField(
+        read_only=True,
+        help_text=gettext_lazy("The model's other parameters, as sent under Evolink's names."),
+    )
     usage = UsageSerializer(read_only=True)
     images = GeneratedImageSerializer(many=True, read_only=True)
     error = TaskErrorSerializer(read_only=True, allow_null=True)
@@ -75,6 +79,7 @@ class ImageTaskSerializer(serializers.ModelSerializer):
             "prompt",
             "image_urls",
             "n",
+            "params",
             "status",
             "progress",
             "estimated_time",
@@ -116,42 +121,51 @@ def _validation_error(
     return serializers.ValidationError({rename.get(k, k): v for k, v in exc.errors.items()})
 
 
-# The fields both ways of creating a task share. Factories rather than a base class:
-# DRF puts a base class's fields first, which would reorder the OpenAPI schema.
+# The fields both ways of creating a task share, declared for the OpenAPI schema (the
+# catalogue checks every field and says what is allowed). Made by a factory rather than
+# a base class: DRF puts a base class's fields first, which would reorder the schema.
+_HELP = {
+    "prompt": gettext_lazy("What to make (the model's limit: see GET models/; 1 to 2000 "
+                           "characters for wan2.5-image-to-image)."),
+    "n": gettext_lazy("Number of images to make, for models that take n (default 1)."),
+    "model": gettext_lazy("Evolink model (default EVOLINK['DEFAULT_MODEL']); GET models/ "
+                          "lists the allowed ones and their parameters."),
+}
 
 
-def _prompt_field() -> serializers.CharField:
-    return serializers.CharField(
-        help_text=gettext_lazy("What to make of the images (1 to 2000 characters).")
-    )
+def _optional(name: str, field_class: type[serializers.Field], **kwargs: Any) -> Any:
+    """An optional field ``name`` of the create body, documented for the schema."""
+    return field_class(required=False, help_text=_HELP[name], **kwargs)
 
 
-def _n_field() -> serializers.IntegerField:
-    return serializers.IntegerField(
-        required=False, min_value=1, max_value=4,
-        help_text=gettext_lazy("Number of images to make (1-4, default 1)."),
-    )
-
-
-def _model_field() -> serializers.ChoiceField:
-    return serializers.ChoiceField(
-        choices=sorted(catalogue.CATALOGUE), required=False,
-        help_text=gettext_lazy("Evolink model (default EVOLINK['DEFAULT_MODEL'])."),
-    )
+def _split_body(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``validate_request``'s arguments from a create body: the model's other parameters
+    sit at the top level under Evolink's names and go to ``params``."""
+    return {
+        "model": data.get("model"),
+        "prompt": data.get("prompt"),
+        "image_urls": data.get("image_urls"),
+        "n": data.get("n"),
+        "params": {k: v for k, v in data.items()
+                   if k not in ("model", "prompt", "image_urls", "n", "images")},
+    }
 
 
 class TaskCreateSerializer(serializers.Serializer):
-    """``POST tasks/`` with JSON: ``prompt``, ``image_urls`` (1-2 URLs), ``n``, ``model``."""
+    """``POST tasks/`` with JSON: ``model``, ``prompt``, ``image_urls``, ``n`` and the
+    model's other parameters by Evolink's names (``size``, ``quality``, ...)."""
 
-    prompt = _prompt_field()
+    prompt = _optional("prompt", serializers.CharField)
     image_urls = serializers.ListField(
         child=serializers.URLField(),
-        min_length=1,
-        max_length=2,
-        help_text=gettext_lazy("1 or 2 public http(s) URLs of reference images."),
+        required=False,
+        help_text=gettext_lazy(
+            "Public http(s) URLs of reference images (1 or 2 for wan2.5-image-to-image; "
+            "none for text-to-image models)."
+        ),
     )
-    n = _n_field()
-    model = _model_field()
+    n = _optional("n", serializers.IntegerField, min_value=1)
+    model = _optional("model", serializers.CharField)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # The catalogue checks every field and says what is allowed; DRF's own field
@@ -161,56 +175,48 @@ class TaskCreateSerializer(serializers.Serializer):
                 {"non_field_errors": [_("Send a JSON object with prompt and image_urls.")]}
             )
         try:
-            return catalogue.validate_request(
-                prompt=data.get("prompt"),
-                image_urls=data.get("image_urls"),
-                n=data.get("n"),
-                model=data.get("model"),
-            )
+            return catalogue.validate_request(**_split_body(data))
         except EvolinkValidationError as exc:
             raise _validation_error(exc)
 
 
-def _form_int(value: Any) -> Any:
-    """``n`` of a multipart form arrives as text: turn whole numbers into int."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return value
+def _form_values(data: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The files and the other fields of a multipart form (one value per field)."""
+    if isinstance(data, QueryDict):
+        return data.getlist("images"), {k: data.get(k) for k in data if k != "images"}
+    if isinstance(data, Mapping):
+        files = data.get("images") or []
+        return (list(files) if isinstance(files, (list, tuple)) else [files]), dict(data)
+    raise serializers.ValidationError(
+        {"non_field_errors": [_("Send a multipart form with prompt and images.")]}
+    )
 
 
 class TaskUploadSerializer(serializers.Serializer):
-    """``POST tasks/`` with multipart/form-data: ``prompt``, ``images`` (1-2 files), ``n``.
+    """``POST tasks/`` with multipart/form-data: ``model``, ``prompt``, ``images`` (files),
+    ``n`` and the model's other parameters as form fields (numbers, ``true``/``false``,
+    JSON for objects).
 
-    Each file is checked with Pillow (size, format judged from the content,
-    transparency, sides, truncation, decompression bombs) before anything is stored or
-    sent. Errors about the files are keyed ``images``.
+    Each file is checked with Pillow against the model's image limits (size, format
+    judged from the content, transparency, sides, pixels, truncation, decompression
+    bombs) before anything is stored or sent. Errors about the files are keyed ``images``.
     """
 
-    prompt = _prompt_field()
+    prompt = _optional("prompt", serializers.CharField)
     images = serializers.ListField(
         child=ImageFileField(),
-        min_length=1,
-        max_length=2,
+        required=False,
         help_text=gettext_lazy(
-            "1 or 2 image files: jpeg, png, bmp or webp, at most 10 MB, 384 to 5000 px "
-            "per side, without transparency."
+            "Image files within the model's limits (wan2.5-image-to-image: 1 or 2 files, "
+            "jpeg, png, bmp or webp, at most 10 MB, 384 to 5000 px per side, without "
+            "transparency)."
         ),
     )
-    n = _n_field()
-    model = _model_field()
+    n = _optional("n", serializers.IntegerField, min_value=1)
+    model = _optional("model", serializers.CharField)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, QueryDict):
-            files: list[Any] = data.getlist("images")  # uploaded files (or stray text)
-            values = {k: data.get(k) for k in ("prompt", "n", "model", "image_urls")}
-        elif isinstance(data, Mapping):
-            files = data.get("images") or []
-            files = files if isinstance(files, (list, tuple)) else [files]
-            values = dict(data)
-        else:
-            raise serializers.ValidationError(
-                {"non_field_errors": [_("Send a multipart form with prompt and images.")]}
-            )
+        files, values = _form_values(data)
         if values.get("image_urls"):
             raise serializers.ValidationError(
                 {"image_urls": [_("Send either image_urls (JSON) or images (multipart files), "
@@ -220,39 +226,34 @@ class TaskUploadSerializer(serializers.Serializer):
             spec = catalogue.get_spec(values.get("model"))
         except EvolinkValidationError as exc:
             raise _validation_error(exc)
-        n = _form_int(values.get("n"))
-        n = spec.default_n if n in (None, "") else n
-        errors: dict[str, list[str]] = {}
-        for field, messages in (
-            ("prompt", catalogue.prompt_errors(spec, values.get("prompt"))),
-            ("n", catalogue.n_errors(spec, n)),
-        ):
-            if messages:
-                errors[field] = messages
+        values = {k: spec.form_value(k, v) for k, v in values.items()
+                  if v not in (None, "") and k != "image_urls"}
         files = [f for f in files if f not in (None, "")]
-        image_errors = catalogue.count_errors(spec, len(files))
+        arguments = _split_body(values)
+        arguments.pop("image_urls")
+        errors: dict[str, list[str]] = {}
+        cleaned: dict[str, Any] = {}
+        try:
+            cleaned = catalogue.validate_request(**arguments, uploads=len(files))
+        except EvolinkValidationError as exc:
+            errors = {("images" if k == "image_urls" else k): v for k, v in exc.errors.items()}
         infos: list[dict] = []
-        if not image_errors:
+        if "images" not in errors:
+            image_errors: list[str] = []
             for i, upload in enumerate(files, start=1):
                 if not hasattr(upload, "read"):
-                    image_errors.append(
-                        _("Image %(i)d: send a file, not text.") % {"i": i}
-                    )
+                    image_errors.append(_("Image %(i)d: send a file, not text.") % {"i": i})
                     continue
                 label = _("Image %(i)d (%(name)s)") % {"i": i, "name": getattr(upload, "name", "")}
                 messages, info = catalogue.image_file_errors(spec, upload, label=label)
                 image_errors.extend(messages)
                 infos.append(info)
-        if image_errors:
-            errors["images"] = image_errors
+            if image_errors:
+                errors["images"] = image_errors
         if errors:
             raise serializers.ValidationError(errors)
-        return {
-            "model": spec.name,
-            "prompt": values["prompt"],
-            "n": n,
-            "images": list(zip(files, infos, strict=True)),
-        }
+        cleaned.pop("image_urls", None)
+        return {**cleaned, "images": list(zip(files, infos, strict=True))}
 
 
 class TaskListQuerySerializer(serializers.Serializer):

@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from .. import conf
 from ..core import services
 from ..core.models import ImageTask
+from ..evolink import catalogue
 from ..exceptions import EvolinkError, EvolinkValidationError
 from . import schema, uploads
 from .errors import error_response
@@ -150,6 +151,7 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
                 image_urls=[p.url for p in prepared],
                 n=data["n"],
                 model=data["model"],
+                params=data["params"],
                 user=user,
                 input_files=[p.storage_name for p in prepared],
             )
@@ -159,6 +161,15 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
             raise ValidationError(
                 {("images" if k == "image_urls" else k): v for k, v in exc.errors.items()}
             )
+
+
+@schema.model_list
+class ModelListView(EvolinkAPIView):
+    """``GET models/``: the models this site allows, each with the JSON Schema of its
+    create body (a frontend builds its form from it)."""
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(catalogue.model_list())
 
 
 @schema.task_detail

@@ -97,9 +97,15 @@ class ImageTask(models.Model):
         _("Evolink id"), max_length=128, unique=True, null=True, blank=True
     )
     model = models.CharField(_("model"), max_length=64)
-    prompt = models.TextField(_("prompt"))
-    image_urls = models.JSONField(_("image URLs"), default=list)
+    prompt = models.TextField(_("prompt"), blank=True)
+    image_urls = models.JSONField(_("image URLs"), default=list, blank=True)
     n = models.PositiveSmallIntegerField(_("images requested"), default=1)
+    params = models.JSONField(
+        _("parameters"),
+        default=dict,
+        blank=True,
+        help_text=_("The model's other parameters, as sent to Evolink under its names."),
+    )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
     )

@@ -38,21 +38,28 @@ OUTCOME_UNKNOWN_MESSAGE = (
 
 def create_task(
     *,
-    prompt: str,
-    image_urls: list[str],
+    prompt: str | None = None,
+    image_urls: list[str] | None = None,
     n: int | None = None,
     model: str | None = None,
+    params: dict[str, Any] | None = None,
     user: Any = None,
     input_files: list[str] | None = None,
 ) -> ImageTask:
     """Validate, save as ``queued``, and submit (now, or by a worker with ASYNC_SUBMIT).
 
-    Raises :class:`~django_evolink.exceptions.EvolinkValidationError` before anything
-    is saved or sent when the input is not allowed. When Evolink refuses the task it
-    is kept as ``failed`` with Evolink's error and the typed exception is raised; the
-    task is available as ``exc.task``.
+    ``model`` defaults to ``EVOLINK['DEFAULT_MODEL']``; ``params`` holds the model's other
+    parameters by Evolink's names (``{"size": "16:9", "seed": 7}``). A text-to-image
+    model takes no ``image_urls``. Raises
+    :class:`~django_evolink.exceptions.EvolinkValidationError` before anything is saved or
+    sent when the input is not allowed. When Evolink refuses the task it is kept as
+    ``failed`` with Evolink's error and the typed exception is raised; the task is
+    available as ``exc.task``.
     """
-    cleaned = catalogue.validate_request(prompt=prompt, image_urls=image_urls, n=n, model=model)
+    cleaned = catalogue.validate_request(
+        prompt=prompt, image_urls=image_urls, n=n, model=model, params=params
+    )
+    cleaned["n"] = cleaned["n"] or 1  # a model without n makes one image per task
     user = user if getattr(user, "is_authenticated", False) or user is None else None
     if conf.get("ASYNC_SUBMIT"):
         task = ImageTask.objects.create(
@@ -73,6 +80,41 @@ def create_task(
     )
     _send(task, raw_token)
     return task
+
+
+def create_like(task: ImageTask, *, user: Any = None) -> ImageTask:
+    """A new task with ``task``'s request (model, prompt, images, ``n`` where the model
+    takes it, parameters and stored input copies), validated and submitted as
+    :func:`create_task` does; what the admin's resubmit runs."""
+    spec = catalogue.CATALOGUE.get(task.model)
+    return create_task(
+        prompt=task.prompt or None,
+        image_urls=list(task.image_urls or []),
+        n=task.n if spec is None or spec.takes("n") else None,
+        model=task.model,
+        params=dict(task.params or {}),
+        user=user,
+        input_files=list(task.input_files or []),
+    )
+
+
+def request_fields(task: ImageTask) -> dict[str, Any]:
+    """What is sent to Evolink for ``task``: only what its model takes, by Evolink's names
+    (``model``, ``prompt``, ``image_urls``, ``n`` and ``params``)."""
+    spec = catalogue.CATALOGUE.get(task.model)
+    if spec is None:  # a model no longer in the catalogue: send what was stored
+        fields: dict[str, Any] = {"model": task.model, "prompt": task.prompt or None,
+                                  "image_urls": list(task.image_urls) or None, "n": task.n}
+        return {**fields, "params": dict(task.params or {})}
+    body = spec.request_body(prompt=task.prompt, image_urls=task.image_urls, n=task.n,
+                             params=task.params)
+    return {
+        "model": body.pop("model"),
+        "prompt": body.pop("prompt", None),
+        "image_urls": body.pop("image_urls", None),
+        "n": body.pop("n", None),
+        "params": body,
+    }
 
 
 def _claim_for_submit(task: ImageTask) -> bool:
@@ -103,11 +145,7 @@ def _send(task: ImageTask, raw_token: str) -> ImageTask:
     """POST the claimed ``task`` to Evolink and apply the answer (or the refusal)."""
     try:
         answer = get_client().create_image_task(
-            model=task.model,
-            prompt=task.prompt,
-            image_urls=list(task.image_urls),
-            n=task.n,
-            callback_url=tokens.callback_url(raw_token),
+            **request_fields(task), callback_url=tokens.callback_url(raw_token)
         )
     except EvolinkOutcomeUnknownError as exc:
         _fail_and_attach(task, exc, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE)
@@ -221,8 +259,10 @@ def reapply_event(event: TaskEvent, *, source: str = EventSource.ADMIN) -> Apply
 
 __all__ = [
     "body_is_trusted",
+    "create_like",
     "create_task",
     "reapply_event",
+    "request_fields",
     "refresh_task",
     "submit_task",
 ]

@@ -68,12 +68,13 @@ class ApiHandlers:
             request.body, models=core.models, allow_private_urls=core.allow_private_urls,
             allow_insecure_callbacks=core.allow_insecure_callbacks,
         )
+        spec = params["spec"]
         inputs = []
         for i, url in enumerate(params["image_urls"]):
             label = f"image_urls[{i}]"
-            data = self._download_input(url, label)
+            data = self._download_input(url, label, images.max_input_bytes(spec.images))
             try:
-                images.check_input_image(data, label)
+                images.check_input_image(data, label, spec.images)
             except images.ImageRuleError as exc:
                 raise ApiError(400, str(exc), label)
             inputs.append(data)
@@ -97,6 +98,7 @@ class ApiHandlers:
             task = Task(
                 id=task_id, model=params["model"], prompt=params["prompt"], n=params["n"],
                 image_urls=list(params["image_urls"]), callback_url=params["callback_url"],
+                params=params["params"], result_size=spec.output_size(params["params"]),
                 created=now, duration=core.task_duration, credits_reserved=reserve,
                 inputs=inputs, outcome=outcome, error_message=message, base_url=core.url,
             )
@@ -201,7 +203,8 @@ class ApiHandlers:
                                    f"{core.result_ttl / 3600:g} hours", "file")
                 cache = task.__dict__.setdefault("_rendered", {})
                 if index not in cache:
-                    cache[index] = images.render_result(task.inputs, task.prompt, index, task.n)
+                    cache[index] = images.render_result(task.inputs, task.prompt, index, task.n,
+                                                        task.result_size)
                 return RawAnswer(cache[index], "image/png")
         with core._lock:
             found = None
@@ -216,8 +219,7 @@ class ApiHandlers:
                 headers["Content-Disposition"] = f'attachment; filename="{found.file_name}"'
             return RawAnswer(found.content, found.mime_type, headers)
 
-    def _download_input(self, url: str, label: str) -> bytes:
-        limit = images.MAX_INPUT_BYTES
+    def _download_input(self, url: str, label: str, limit: int) -> bytes:
         try:
             with self._core._http.get(url, timeout=self._core.download_timeout,
                                       stream=True) as response:
@@ -232,8 +234,8 @@ class ApiHandlers:
                     data.extend(chunk)
                     if len(data) > limit:
                         raise ApiError(
-                            400, f"{label}: the image is larger than the 10 MB limit "
-                            f"({limit} bytes)", label,
+                            400, f"{label}: the image is larger than the "
+                            f"{limit / 1024 / 1024:g} MB limit ({limit} bytes)", label,
                         )
                 return bytes(data)
         except requests.RequestException as exc:

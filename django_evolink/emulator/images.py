@@ -8,12 +8,11 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-#: Largest accepted input image, bytes (10 MB).
-MAX_INPUT_BYTES = 10 * 1024 * 1024
-MIN_SIDE = 384
-MAX_SIDE = 5000
-#: Pillow format name -> how Evolink names it. MPO is how Pillow reads some camera JPEGs.
-INPUT_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
+from ..evolink.imagerules import check_image
+from ..evolink.modelspec import ImageLimits, Problem
+
+#: Largest input image when the model states no limit (the files API's 50 MB).
+DEFAULT_MAX_INPUT_BYTES = 50 * 1024 * 1024
 #: Formats accepted by the files API (section 5): jpeg, png, gif, webp.
 UPLOAD_FORMATS = {
     "JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
@@ -23,47 +22,54 @@ RESULT_SIZE = (1024, 1024)
 
 
 class ImageRuleError(ValueError):
-    """An input image breaks one of Evolink's rules; the message says which."""
+    """An input image breaks one of the model's rules; the message says which."""
 
 
-def check_input_image(data: bytes, label: str) -> Image.Image:
-    """Check one downloaded input image against the rules of the seed; return it.
+def max_input_bytes(limits: ImageLimits | None) -> int:
+    """The download limit of one input image of a model."""
+    return (limits.max_bytes if limits and limits.max_bytes else None) or DEFAULT_MAX_INPUT_BYTES
 
-    ``label`` names the image in messages (``"image_urls[1]"``). Rules: at most 10 MB;
-    jpeg/png/bmp/webp judged by content; png without transparency; width and height each
-    in [384, 5000] pixels.
+
+#: Evolink's English for each image problem (``imagerules`` codes), by code.
+_MESSAGES = {
+    "file_too_big": "{label}: the image is {size} bytes, larger than the {max_mb:g} MB limit "
+                    "({max} bytes)",
+    "format": "{label}: unsupported image format {fmt} (supported formats: {formats})",
+    "alpha": "{label}: {fmt} images with a transparency (alpha) channel are not supported",
+    "sides": "{label}: image {side} {value} px is outside the allowed range [{min}, {high}] px "
+             "(image is {width}x{height})",
+    "pixels": "{label}: the image has {got} pixels, outside the allowed range "
+              "[{low_pixels}, {high}]",
+    "ratio": "{label}: the aspect ratio {width}:{height} is outside [{min}, {max}]",
+}
+_UNREADABLE = "{label}: the content is not a readable image (supported formats: {formats})"
+
+
+def _message(problem: Problem, label: str, limits: ImageLimits, size: int) -> str:
+    args = dict(problem.args)
+    facts = {
+        **args, "label": label, "size": size,
+        "formats": ", ".join(limits.formats or ()) or "any image",
+        "fmt": str(args.get("format", "")).lower(),
+        "high": "∞" if args.get("max") is None else args["max"],
+        "low_pixels": args.get("min") or 1,
+    }
+    return _MESSAGES.get(problem.code, _UNREADABLE).format(**facts)
+
+
+def check_input_image(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
+    """Check one downloaded input image against the model's image limits; return it.
+
+    ``label`` names the image in messages (``"image_urls[1]"``). The limits come from the
+    catalogue (for wan2.5-image-to-image, the seed's: at most 10 MB; jpeg/png/bmp/webp
+    judged by content; png without transparency; sides in [384, 5000] px).
     """
-    if len(data) > MAX_INPUT_BYTES:
-        raise ImageRuleError(
-            f"{label}: the image is {len(data)} bytes, larger than the 10 MB limit "
-            f"({MAX_INPUT_BYTES} bytes)"
-        )
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception:
-        raise ImageRuleError(
-            f"{label}: the content is not a readable image "
-            "(supported formats: jpeg, jpg, png, bmp, webp)"
-        )
-    fmt = image.format or "unknown"
-    if fmt not in INPUT_FORMATS:
-        raise ImageRuleError(
-            f"{label}: unsupported image format {fmt.lower()} "
-            "(supported formats: jpeg, jpg, png, bmp, webp)"
-        )
-    if fmt == "PNG" and (image.mode in ("RGBA", "LA", "PA", "La", "RGBa")
-                         or "transparency" in image.info):
-        raise ImageRuleError(
-            f"{label}: png images with a transparency (alpha) channel are not supported"
-        )
-    width, height = image.size
-    for side, value in (("width", width), ("height", height)):
-        if not MIN_SIDE <= value <= MAX_SIDE:
-            raise ImageRuleError(
-                f"{label}: image {side} {value} px is outside the allowed range "
-                f"[{MIN_SIDE}, {MAX_SIDE}] px (image is {width}x{height})"
-            )
+    problem, _info = check_image(limits, io.BytesIO(data),
+                                 default_max_bytes=DEFAULT_MAX_INPUT_BYTES)
+    if problem is not None:
+        raise ImageRuleError(_message(problem, label, limits, len(data)))
+    image = Image.open(io.BytesIO(data))
+    image.load()
     return image
 
 
@@ -125,21 +131,23 @@ TRANSFORMS = (
 )
 
 
-def render_result(inputs: Sequence[bytes], prompt: str, index: int, n: int) -> bytes:
-    """Result image ``index`` (0-based) of a task, as PNG bytes.
+def render_result(inputs: Sequence[bytes], prompt: str, index: int, n: int,
+                  size: tuple[int, int] = RESULT_SIZE) -> bytes:
+    """Result image ``index`` (0-based) of a task, as PNG bytes, ``size`` pixels.
 
-    The inputs are composed side by side, fitted to 1024x1024, transformed (a different
-    transform per index) and captioned with the prompt.
+    The inputs are composed side by side, fitted to ``size``, transformed (a different
+    transform per index) and captioned with the prompt. Text-to-image results are a
+    plain background with the caption.
     """
     images = [Image.open(io.BytesIO(data)) for data in inputs]  # validated at create
-    base = compose(images) if images else Image.new("RGB", RESULT_SIZE, (90, 90, 120))
-    base = ImageOps.fit(base, RESULT_SIZE)
+    base = compose(images) if images else Image.new("RGB", size, (90, 90, 120))
+    base = ImageOps.fit(base, size)
     name, transform = TRANSFORMS[index % len(TRANSFORMS)]
     out = transform(base).convert("RGB")
     draw = ImageDraw.Draw(out)
     lines = textwrap.wrap(prompt, width=70)[:5] or [""]
-    band_top = RESULT_SIZE[1] - 24 - 32 * len(lines)
-    draw.rectangle((0, band_top, RESULT_SIZE[0], RESULT_SIZE[1]), fill=(0, 0, 0))
+    band_top = max(0, size[1] - 24 - 32 * len(lines))
+    draw.rectangle((0, band_top, size[0], size[1]), fill=(0, 0, 0))
     font = _font(26)
     for i, line in enumerate(lines):
         _draw_text(draw, (16, band_top + 12 + 32 * i), line, font, (255, 255, 255))

@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 import requests
 
+from ..evolink.modelspec import image_models
 from .callbacks import EVOLINK_RETRY_DELAYS, CallbackDelivery
 from .control import ControlApi
 from .errors import ApiError
@@ -67,7 +68,8 @@ class Emulator:
         callback_timeout: real seconds a callback receiver has to answer (Evolink: 10).
         download_timeout: real seconds to download one input image.
         upload_max_bytes: largest file the files API accepts.
-        models: the model names known (others answer 404).
+        models: the model names known (others answer 404); default: every image model of
+            the catalogue the app ships, each checked by its own rules.
         seed: seed of the random generator used by error rates.
         public_url: the origin put in URLs the emulator hands out (default: its address).
         tick_interval: real seconds between two lifecycle ticks of the background thread.
@@ -91,7 +93,7 @@ class Emulator:
         callback_timeout: float = 10.0,
         download_timeout: float = 10.0,
         upload_max_bytes: int = 50 * 1024 * 1024,
-        models: Iterable[str] = (DEFAULT_MODEL,),
+        models: Iterable[str] | None = None,
         seed: int | None = None,
         public_url: str | None = None,
         tick_interval: float = 0.02,
@@ -108,7 +110,7 @@ class Emulator:
         self.callback_timeout = float(callback_timeout)
         self.download_timeout = float(download_timeout)
         self.upload_max_bytes = int(upload_max_bytes)
-        self.models = set(models)
+        self.models = set(image_models() if models is None else models)
         self.public_url = public_url.rstrip("/") if public_url else None
         self.tick_interval = float(tick_interval)
         self.fail_rate = float(fail_rate)

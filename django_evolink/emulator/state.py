@@ -122,6 +122,10 @@ class Task:
     duration: float
     credits_reserved: float
     inputs: list[bytes] = field(default_factory=list, repr=False)
+    #: The model's other parameters as received (size, quality, ...).
+    params: dict[str, Any] = field(default_factory=dict)
+    #: Pixel size of each result, from ``size`` and quality/resolution.
+    result_size: tuple[int, int] = (1024, 1024)
     status: str = "pending"
     progress: int = 0
     #: "completed", "failed" or "cancelled": how the task ends when its time is up.

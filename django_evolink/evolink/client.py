@@ -38,7 +38,7 @@ import mimetypes
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from typing import IO, Any
@@ -217,20 +217,27 @@ class EvolinkClient:
         self,
         *,
         model: str,
-        prompt: str,
-        image_urls: Iterable[str],
+        prompt: str | None = None,
+        image_urls: Iterable[str] | None = None,
         n: int | None = None,
         callback_url: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """``POST /v1/images/generations``: create a task; returns Evolink's task object.
 
-        Fields left as ``None`` are not sent. Never resent once it may have reached
-        Evolink: a lost answer raises
+        Fields left as ``None`` are not sent; ``params`` are the model's other parameters
+        (``size``, ``quality``, ...), sent under Evolink's names. Never resent once it may
+        have reached Evolink: a lost answer raises
         :class:`~django_evolink.exceptions.EvolinkOutcomeUnknownError`.
         """
-        body: dict[str, Any] = {"model": model, "prompt": prompt, "image_urls": list(image_urls)}
+        body: dict[str, Any] = {"model": model}
+        if prompt is not None:
+            body["prompt"] = prompt
+        if image_urls is not None:
+            body["image_urls"] = list(image_urls)
         if n is not None:
             body["n"] = n
+        body.update(params or {})
         if callback_url is not None:
             body["callback_url"] = callback_url
         return self._request("POST", self.base_url, CREATE_PATH, json=body)

@@ -20,7 +20,7 @@ def index(request: HttpRequest) -> HttpResponse:
     spec = catalogue.get_spec(conf.get("DEFAULT_MODEL"))
     return render(request, "demo/index.html", {
         "spec": spec,
-        "n_choices": list(range(1, spec.n_max + 1)),
+        "n_choices": list(range(spec.n_min, (spec.n_max or spec.n_min) + 1)),
         "uses_emulator": getattr(settings, "EVOLINK_USES_EMULATOR", False),
         "emulator_url": getattr(settings, "EXAMPLE_EMULATOR_URL", ""),
     })

@@ -331,3 +331,67 @@ def test_admin_screenshots(browser, site, evolink_emulator, django_user_model, t
     _wait(browser, lambda d: d.find_elements("id", "content-main"), what="the usage view")
     assert "Server Error" not in browser.title
     _screenshot(browser, "admin-usage.png")
+
+
+def _pick_model(browser, name: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    _wait(browser, lambda d: d.find_element("id", "task-form").get_attribute(
+        "data-models-loaded") == "1", what="the models from GET models/")
+    Select(browser.find_element("id", "model")).select_by_value(name)
+
+
+def test_model_picker_builds_the_form_from_get_models(
+        browser, site, evolink_emulator, django_user_model, tmp_path, settings):
+    settings.EVOLINK = {**settings.EVOLINK, "MODELS": None}
+    django_user_model.objects.create_user("lena", "lena@example.com", PASSWORD)
+    _log_in(browser, site.url, "lena", PASSWORD)
+    _wait(browser, lambda d: d.find_elements("id", "task-form"), what="the page")
+    from selenium.webdriver.support.ui import Select
+
+    from django_evolink.models import ImageTask
+
+    # a text-to-image model: no image fields, its own parameters (size, prompt_extend)
+    _pick_model(browser, "wan2.5-text-to-image")
+    assert not browser.find_element("id", "images-fieldset").is_displayed()
+    assert browser.find_element("id", "param-size").is_displayed()
+    browser.find_element("id", "prompt").send_keys("A lighthouse at dawn")
+    browser.find_element("id", "param-size").send_keys("1024x768")
+    Select(browser.find_element("id", "param-prompt_extend")).select_by_value("false")
+    browser.find_element("id", "submit").click()
+    _wait(browser, lambda d: ImageTask.objects.filter(model="wan2.5-text-to-image").exists(),
+          what="the text-to-image task")
+    task = ImageTask.objects.get(model="wan2.5-text-to-image")
+    assert task.image_urls == [] and task.params == {"size": "1024x768", "prompt_extend": False}
+    _wait(browser, lambda d: len(d.find_elements(
+        "css selector", '#results figure[data-stored="1"]')) == 1,
+        timeout=45, what="the stored text-to-image result")
+    task.refresh_from_db()
+    assert (task.images.get().width, task.images.get().height) == (1024, 768)
+
+    # a multi-image model: three uploaded files in one request
+    _pick_model(browser, "qwen-image-edit")
+    assert browser.find_element("id", "images-fieldset").is_displayed()
+    assert not browser.find_element("id", "n-field").is_displayed()  # it takes no n
+    photos = [_photo(tmp_path / f"p{i}.png", size=(500 + i * 10, 420)) for i in range(3)]
+    browser.find_element("id", "prompt").clear()
+    browser.find_element("id", "prompt").send_keys("Combine the three photos")
+    browser.find_element("id", "image1").send_keys("\n".join(str(p) for p in photos))
+    browser.find_element("id", "submit").click()
+    _wait(browser, lambda d: ImageTask.objects.filter(model="qwen-image-edit").exists(),
+          what="the multi-image task")
+    task = ImageTask.objects.get(model="qwen-image-edit")
+    assert len(task.image_urls) == 3 and len(task.input_files) == 3
+    [sent] = [r.json for r in evolink_emulator.requests
+              if r.path == "/v1/images/generations" and r.json["model"] == "qwen-image-edit"]
+    assert sent["prompt"] == "Combine the three photos" and len(sent["image_urls"]) == 3
+    assert "n" not in sent
+
+    # a bad parameter value is shown next to its field
+    _pick_model(browser, "qwen-image-3.0")
+    browser.find_element("id", "prompt").clear()
+    browser.find_element("id", "prompt").send_keys("A cat")
+    browser.find_element("id", "param-seed").send_keys("-5")
+    browser.find_element("id", "submit").click()
+    _wait(browser, lambda d: _field_error(d, "seed"), what="the seed error")
+    assert "seed must be from 0 to 2147483647." in _field_error(browser, "seed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from io import StringIO
 
 import pytest
@@ -145,3 +146,37 @@ def jobs_sweep_counts() -> dict[str, int]:
     from django_evolink.background import jobs
 
     return jobs.sweep()
+
+
+# ------------------------------------------------------------- models and parameters --
+def test_evolink_models_lists_the_allowed_models_and_json_is_get_models(settings):
+    settings.EVOLINK = {**settings.EVOLINK,
+                        "MODELS": ["wan2.5-image-to-image", "wan2.5-text-to-image"]}
+    text = run("evolink_models")
+    assert "wan2.5-image-to-image (default)" in text and "wan2.5-text-to-image\n" in text
+    assert "  size" in text and "WIDTHxHEIGHT" in text
+    data = json.loads(run("evolink_models", "--json"))
+    assert [m["name"] for m in data] == ["wan2.5-image-to-image", "wan2.5-text-to-image"]
+    assert data[1]["parameters"]["properties"]["model"]["const"] == "wan2.5-text-to-image"
+    assert data[0]["default"] is True and data[0]["kind"] == "image"
+
+
+def test_evolink_submit_a_text_to_image_model_with_params(settings, evolink_emulator):
+    settings.EVOLINK = {**settings.EVOLINK, "MODELS": None}
+    out = run("evolink_submit", "--model", "wan2.5-text-to-image", "--prompt", "a fox",
+              "--param", "size=1024x1024", "--param", "prompt_extend=false", "--n", "2")
+    assert "Task" in out
+    [sent] = [r.json for r in evolink_emulator.requests
+              if r.path == "/v1/images/generations"]
+    assert sent == {"model": "wan2.5-text-to-image", "prompt": "a fox", "n": 2,
+                    "size": "1024x1024", "prompt_extend": False}
+
+
+def test_evolink_submit_refuses_a_bad_param(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "MODELS": None}
+    with pytest.raises(CommandError, match="quality: quality must be one of: 2K, 4K"):
+        run("evolink_submit", "--model", "doubao-seedream-4.5", "--prompt", "x",
+            "--param", "quality=1K")
+    with pytest.raises(CommandError, match="NAME=VALUE"):
+        run("evolink_submit", "--model", "doubao-seedream-4.5", "--prompt", "x",
+            "--param", "quality")

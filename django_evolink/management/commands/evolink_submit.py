@@ -1,4 +1,5 @@
-"""``manage.py evolink_submit --prompt P --image URL_OR_PATH [--image ...] [--n N] [--wait]``."""
+"""``manage.py evolink_submit [--model M] [--prompt P] [--image URL_OR_PATH ...] [--n N]
+[--param NAME=VALUE ...] [--wait]``."""
 
 from __future__ import annotations
 
@@ -33,11 +34,20 @@ class Command(BaseCommand):
              "prints where the stored images are.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--prompt", required=True)
-        parser.add_argument("--image", action="append", required=True, dest="images",
-                            help=_("An http(s) URL or a local file (uploaded); repeat for two."))
+        parser.add_argument("--prompt", default=None,
+                            help=_("What to make (required by most models)."))
+        parser.add_argument("--image", action="append", default=[], dest="images",
+                            help=_("An http(s) URL or a local file (uploaded); repeat for more. "
+                                   "Text-to-image models take none."))
         parser.add_argument("--n", type=int, default=None, help=_("Images to generate."))
-        parser.add_argument("--model", default=None)
+        parser.add_argument("--model", default=None,
+                            help=_("Evolink model (default EVOLINK['DEFAULT_MODEL']); "
+                                   "evolink_models lists them."))
+        parser.add_argument("--param", action="append", default=[], dest="params",
+                            metavar="NAME=VALUE",
+                            help=_("A parameter of the model by Evolink's name, e.g. "
+                                   "--param size=16:9 (numbers, true/false and JSON are read "
+                                   "as the parameter's type); repeat for more."))
         parser.add_argument("--wait", action="store_true",
                             help=_("Show progress until the task ends, then the stored files."))
         parser.add_argument("--timeout", type=float, default=None,
@@ -72,15 +82,29 @@ class Command(BaseCommand):
         self.stdout.write(_("Uploaded %(path)s -> %(url)s") % {"path": value, "url": url})
         return url
 
+    def _params(self, values: list[str], spec: catalogue.ModelSpec) -> dict[str, Any]:
+        """``--param NAME=VALUE`` options as the model's parameters (typed by its schema)."""
+        params: dict[str, Any] = {}
+        for value in values:
+            name, sep, text = value.partition("=")
+            if not sep or not name.strip():
+                raise CommandError(_("--param %(value)s: write NAME=VALUE, e.g. size=16:9.")
+                                   % {"value": value})
+            params[name.strip()] = spec.form_value(name.strip(), text)
+        return params
+
     # ------------------------------------------------------------------ main
-    def handle(self, *args: Any, prompt: str, images: list[str], n: int | None = None,
-               model: str | None = None, wait: bool = False, timeout: float | None = None,
-               interval: float = 2.0, poll_here: bool = False, **options: Any) -> None:
+    def handle(self, *args: Any, prompt: str | None = None, images: list[str] | None = None,
+               n: int | None = None, model: str | None = None, params: list[str] | None = None,
+               wait: bool = False, timeout: float | None = None, interval: float = 2.0,
+               poll_here: bool = False, **options: Any) -> None:
 
         try:
             spec = catalogue.get_spec(model)
-            urls = [self._image_url(v, spec) for v in images]
-            task = services.create_task(prompt=prompt, image_urls=urls, n=n, model=model)
+            extra = self._params(list(params or ()), spec)
+            urls = [self._image_url(v, spec) for v in images or ()]
+            task = services.create_task(prompt=prompt, image_urls=urls, n=n, model=model,
+                                        params=extra)
         except EvolinkValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(map(str, msgs))}"
                                          for field, msgs in exc.errors.items()))

@@ -152,21 +152,181 @@
     tick();
   }
 
+  // ---- the model picker: the form is built from GET models/ (each model's JSON Schema) --
+  var models = {};             // name -> JSON Schema of its create body
+  var firstModel = el("model").value;  // the one whose image rules the page states
+  var CORE = ["model", "prompt", "image_urls", "n"];
+
+  function props(name) { return (models[name] || {properties: {}}).properties; }
+  function takes(name, param) { return Object.prototype.hasOwnProperty.call(props(name), param); }
+
+  function option(select, value, text, selected) {
+    var o = document.createElement("option");
+    o.value = value; o.textContent = text; o.selected = !!selected;
+    select.appendChild(o);
+  }
+
+  function paramInput(name, schema) {
+    var input;
+    var choices = schema.enum || (schema.anyOf || []).reduce(function (all, alt) {
+      return all.concat(alt.enum || []);
+    }, []);
+    if (schema.type === "boolean") {
+      input = document.createElement("select");
+      option(input, "", T.model_default, true);
+      option(input, "true", T.yes); option(input, "false", T.no);
+    } else if (schema.enum) {
+      input = document.createElement("select");
+      option(input, "", T.model_default, true);
+      schema.enum.forEach(function (v) { option(input, String(v), String(v)); });
+    } else if (schema.type === "object" || schema.type === "array") {
+      input = document.createElement("textarea");
+      input.rows = 2; input.placeholder = "{}";
+    } else {
+      input = document.createElement("input");
+      input.type = (schema.type === "integer" || schema.type === "number") ? "number" : "text";
+      if (schema.minimum !== undefined) { input.min = schema.minimum; }
+      if (schema.maximum !== undefined) { input.max = schema.maximum; }
+      if (schema.type === "number") { input.step = "any"; }
+      if (schema.maxLength) { input.maxLength = schema.maxLength; }
+      if (choices.length) {
+        var list = document.createElement("datalist");
+        list.id = "choices-" + name;
+        choices.forEach(function (v) { option(list, String(v), String(v)); });
+        input.setAttribute("list", list.id);
+        input.placeholder = choices.slice(0, 4).join(", ") + (schema.anyOf ? ", 1024x1024" : "");
+        input.dataset.datalist = "1";
+        input._datalist = list;
+      }
+    }
+    input.id = "param-" + name;
+    input.name = name;
+    input.dataset.type = schema.type || "string";
+    return input;
+  }
+
+  function buildParams(name) {
+    var box = el("params");
+    box.innerHTML = "";
+    var schema = props(name);
+    Object.keys(schema).forEach(function (param) {
+      if (CORE.indexOf(param) >= 0) { return; }
+      var label = document.createElement("label");
+      label.htmlFor = "param-" + param;
+      label.textContent = param + (schema[param].default !== undefined
+        ? " (" + JSON.stringify(schema[param].default) + ")" : "");
+      var input = paramInput(param, schema[param]);
+      var error = document.createElement("p");
+      error.className = "field-error"; error.dataset.field = param; error.hidden = true;
+      box.appendChild(label); box.appendChild(input);
+      if (input._datalist) { box.appendChild(input._datalist); }
+      box.appendChild(error);
+    });
+  }
+
+  function applyModel(name) {
+    var schema = props(name);
+    var prompt = schema.prompt || {};
+    el("prompt").maxLength = prompt.maxLength || 100000;
+    el("prompt").closest("form").querySelector('label[for="prompt"]').hidden = !schema.prompt;
+    el("prompt").hidden = !schema.prompt;
+    var images = schema.image_urls;
+    el("images-fieldset").hidden = !images;
+    el("urls-fieldset").hidden = !images;
+    var note = el("model-note");
+    note.textContent = images ? (prompt["x-max-tokens"] ? fmt(T.about_tokens,
+      prompt["x-max-tokens"]) : "") : T.text_to_image;
+    if (images) {
+      var max = images.maxItems || 16;
+      form.querySelector("#images-fieldset legend").textContent = fmt(T.images_legend, max);
+      el("image1").multiple = max > 2;
+      el("image-rules").hidden = name !== firstModel;
+      if (name !== firstModel) {
+        el("image1").accept = "image/*"; el("image2").accept = "image/*";
+      }
+      el("image2").hidden = max < 2;
+      el("url2").hidden = max < 2;
+    }
+    var nField = el("n-field");
+    nField.hidden = !schema.n;
+    if (schema.n) {
+      var select = el("n");
+      var keep = select.value;
+      select.innerHTML = "";
+      for (var i = schema.n.minimum || 1; i <= (schema.n.maximum || 1); i++) {
+        option(select, String(i), String(i), String(i) === keep);
+      }
+    }
+    buildParams(name);
+  }
+
+  function loadModels() {
+    var picker = el("model");
+    return api("GET", form.dataset.modelsUrl).then(function (answer) {
+      if (answer.status !== 200) { showMessage(T.models_failed); return; }
+      var chosen = picker.value;
+      picker.innerHTML = "";
+      answer.data.forEach(function (model) {
+        models[model.name] = model.parameters;
+        option(picker, model.name, model.name, model.name === chosen || (model.default && !chosen));
+      });
+      applyModel(picker.value);
+      form.dataset.modelsLoaded = "1";
+    }, function () { showMessage(T.models_failed); });
+  }
+  el("model").addEventListener("change", function () { clearErrors(); applyModel(el("model").value); });
+
+  function paramValues() {
+    var values = {};
+    var bad = null;
+    el("params").querySelectorAll("input, select, textarea").forEach(function (input) {
+      var text = input.value.trim();
+      if (!text) { return; }
+      var type = input.dataset.type;
+      if (type === "integer" || type === "number") {
+        values[input.name] = Number(text);
+      } else if (type === "boolean") {
+        values[input.name] = text === "true";
+      } else if (type === "object" || type === "array") {
+        try { values[input.name] = JSON.parse(text); } catch (e) { bad = bad || input.name; }
+      } else {
+        values[input.name] = text;
+      }
+    });
+    return {values: values, bad: bad};
+  }
+
   function buildRequest() {
-    var files = [el("image1").files[0], el("image2").files[0]].filter(Boolean);
+    var name = el("model").value;
+    var schema = props(name);
+    var files = [].slice.call(el("image1").files).concat(
+      [].slice.call(el("image2").files)).filter(Boolean);
     var urls = [el("url1").value.trim(), el("url2").value.trim()].filter(Boolean);
     var prompt = el("prompt").value;
     var n = parseInt(el("n").value, 10);
+    var params = paramValues();
+    if (params.bad) { return {error: [params.bad, T.bad_json]}; }
+    var takesImages = !models[name] || takes(name, "image_urls");
+    var needsImages = !models[name] ||
+      (schema.image_urls && (models[name].required || []).indexOf("image_urls") >= 0);
+    if (!takesImages) { files = []; urls = []; }
     if (files.length && urls.length) { return {error: ["images", T.both_sources]}; }
-    if (!files.length && !urls.length) { return {error: ["images", T.no_images]}; }
+    if (needsImages && !files.length && !urls.length) { return {error: ["images", T.no_images]}; }
+    var fields = {model: name};
+    if (!models[name] || schema.prompt) { fields.prompt = prompt; }
+    if (!models[name] || schema.n) { fields.n = n; }
+    Object.keys(params.values).forEach(function (k) { fields[k] = params.values[k]; });
     if (files.length) {
       var fd = new FormData();
-      fd.append("prompt", prompt);
-      fd.append("n", String(n));
+      Object.keys(fields).forEach(function (k) {
+        var v = fields[k];
+        fd.append(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+      });
       files.forEach(function (f) { fd.append("images", f, f.name); });
       return {body: fd, uploading: true};
     }
-    return {body: {prompt: prompt, image_urls: urls, n: n}};
+    if (urls.length) { fields.image_urls = urls; }
+    return {body: fields};
   }
 
   form.addEventListener("submit", function (event) {
@@ -345,5 +505,6 @@
     }, function () { /* the list is a convenience; the form still works */ });
   }
 
+  loadModels();
   loadRecent();
 })();
