@@ -117,12 +117,13 @@ def _model_hint(name: object) -> str:
     """A hint for a model name that is not an image model of the catalogue."""
     known = modelspec.load().models.get(name) if isinstance(name, str) else None
     if known is not None:
-        return (f"{name} is a {known.kind} model; django-evolink creates image tasks only. "
-                "See docs/models.md for the image models.")
+        return _("%(name)s is a %(kind)s model; django-evolink creates image tasks only. "
+                 "See docs/models.md for the image models.") % {
+                     "name": name, "kind": catalogue.kind_word(known.kind)}
     close = difflib.get_close_matches(str(name), list(catalogue.CATALOGUE), n=3)
     if close:
-        return "Did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return "The image models are listed in docs/models.md and by 'manage.py evolink_models'."
+        return _("Did you mean %(names)s?") % {"names": ", ".join(repr(c) for c in close)}
+    return _("The image models are listed in docs/models.md and by 'manage.py evolink_models'.")
 
 
 @register(Tags.compatibility)
@@ -136,24 +137,29 @@ def check_models(
     chosen = conf.get("MODELS")
     if chosen is not None and (isinstance(chosen, str) or not all(
             isinstance(m, str) for m in chosen)):
-        return [Error("EVOLINK['MODELS'] must be None or a list of model names.",
-                      hint="e.g. ['wan2.5-image-to-image', 'wan2.5-text-to-image']",
+        return [Error(_("EVOLINK['MODELS'] must be None or a list of model names."),
+                      hint=_("e.g. %(example)s")
+                      % {"example": "['wan2.5-image-to-image', 'wan2.5-text-to-image']"},
                       id="django_evolink.E006")]
     for name in chosen or ():
         if name not in catalogue.CATALOGUE:
-            errors.append(Error(f"EVOLINK['MODELS'] names {name!r}, which is not an image "
-                                "model of the catalogue.", hint=_model_hint(name),
+            errors.append(Error(_("EVOLINK['MODELS'] names %(name)r, which is not an image "
+                                  "model of the catalogue.") % {"name": name},
+                                hint=_model_hint(name),
                                 id="django_evolink.E006"))
     default = conf.get("DEFAULT_MODEL")
     if default not in catalogue.CATALOGUE:
-        errors.append(Error(f"EVOLINK['DEFAULT_MODEL'] {default!r} is not an image model of "
-                            "the catalogue.", hint=_model_hint(default),
+        errors.append(Error(_("EVOLINK['DEFAULT_MODEL'] %(name)r is not an image model of "
+                              "the catalogue.") % {"name": default},
+                            hint=_model_hint(default),
                             id="django_evolink.E006"))
     elif chosen is not None and default not in chosen:
-        errors.append(Error(f"EVOLINK['DEFAULT_MODEL'] {default!r} is not in "
-                            "EVOLINK['MODELS'], so a request that names no model is refused.",
-                            hint=f"Add {default!r} to MODELS, or choose a DEFAULT_MODEL "
-                                 "among them.", id="django_evolink.E006"))
+        errors.append(Error(_("EVOLINK['DEFAULT_MODEL'] %(name)r is not in "
+                              "EVOLINK['MODELS'], so a request that names no model is "
+                              "refused.") % {"name": default},
+                            hint=_("Add %(name)r to MODELS, or choose a DEFAULT_MODEL "
+                                   "among them.") % {"name": default},
+                            id="django_evolink.E006"))
     return errors
 
 

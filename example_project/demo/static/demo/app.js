@@ -38,7 +38,18 @@
     status_processing: gettext("processing: %s%%"),
     status_completed: gettext("completed"),
     status_failed: gettext("failed"),
-    status_cancelled: gettext("cancelled")
+    status_cancelled: gettext("cancelled"),
+    images_legend: gettext("Images: choose up to %s files…"),
+    image_rules: gettext("Allowed: %s."),
+    any_image: gettext("any image"),
+    model_default: gettext("(the model's default)"),
+    yes: gettext("yes"),
+    no: gettext("no"),
+    about_tokens: gettext("about %s tokens (checked by Evolink)"),
+    text_to_image: gettext("This model makes images from the prompt alone: it takes no " +
+                           "images."),
+    bad_json: gettext("Not valid JSON."),
+    models_failed: gettext("Could not load the list of models; the default model is used.")
   };
   function doneText(count) {
     return fmt(ngettext("Done: %s image.", "Done: %s images.", count), count);
