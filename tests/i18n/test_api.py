@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from django_evolink.evolink.client import get_client
-from tests.support.api import LIST_URL, PUBLIC_IMAGE, PUBLIC_IMAGE_2, image_bytes
+from tests.support.api import LIST_URL, PUBLIC_IMAGE, PUBLIC_IMAGE_2, image_bytes, set_evolink
 
 pytestmark = pytest.mark.django_db
 pytest_plugins = ["tests.support.api_fixtures"]
@@ -95,3 +95,29 @@ def test_unknown_task_and_bad_filter_are_translated(api):
     response = api.get(LIST_URL, {"status": "nope"}, headers={"accept-language": "zh-Hans"})
     assert response.status_code == 400
     assert "未知状态 'nope'" in str(response.json())
+
+
+@pytest.mark.parametrize(
+    ("language", "seed", "watermark", "unknown"),
+    [
+        ("ja", "seed は 0〜2147483647にしてください。",
+         "watermark は真偽値（true または false）で指定してください。",
+         "quality は z-image-turbo のパラメーターではありません。"),
+        ("zh-Hans", "seed 的取值范围：0 至 2147483647。",
+         "watermark 必须是布尔值（true 或 false）。", "quality 不是 z-image-turbo 的参数。"),
+    ],
+)
+def test_per_model_parameter_messages_are_translated(api, evolink_http, settings, language,
+                                                     seed, watermark, unknown):
+    set_evolink(settings, MODELS=None)  # every image model of the catalogue
+    headers = {"accept-language": language}
+    response = api.post(LIST_URL, {"model": "qwen-image-3.0", "prompt": "a fox", "seed": -1,
+                                   "watermark": "yes"}, format="json", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["seed"] == [seed]
+    assert response.json()["watermark"] == [watermark]
+    response = api.post(LIST_URL, {"model": "z-image-turbo", "prompt": "a fox", "quality": "2K"},
+                        format="json", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["quality"][0].startswith(unknown)
+    assert not [c for c in evolink_http.calls if c.request.method == "POST"]
