@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 # `make test` runs everything but the slow reliability tests; `make test-all` runs those too.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: install test test-all test-postgres lint docs demo bench build clean check-migrations catalogue
+.PHONY: install test test-all test-postgres lint docs demo bench build clean check-migrations \
+	catalogue messages check-messages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,15 @@ lint: $(STAMP)
 
 check-migrations: $(STAMP)
 	$(PY) -m django makemigrations django_evolink --check --dry-run --settings=tests.settings
+
+# `make messages`: collect every marked string into the ja and zh_Hans catalogues (package,
+# example page, its script) and compile them; `make check-messages` fails when one is stale,
+# untranslated, fuzzy or not compiled (CI). Both need GNU gettext; see docs/i18n.md.
+messages: $(STAMP)
+	$(PY) .ci/catalogues.py update
+
+check-messages: $(STAMP)
+	$(PY) .ci/catalogues.py check
 
 # `make catalogue`: regenerate django_evolink/evolink/catalogue.json and docs/models.md
 # from Evolink's parameter definitions (CATALOGUE_SOURCE, default ../shared/evolink-models.json).

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.translation import gettext as _
 
 from . import conf
 from .background import schedule
@@ -46,20 +47,21 @@ def check_settings(
     errors: list[CheckMessage] = []
     user = getattr(settings, "EVOLINK", None)
     if user is not None and not isinstance(user, dict):
-        return [Error("settings.EVOLINK must be a dict.", hint="EVOLINK = {'API_KEY': ...}",
+        return [Error(_("settings.EVOLINK must be a dict."), hint="EVOLINK = {'API_KEY': ...}",
                       id="django_evolink.E001")]
     if not conf.api_key():
         errors.append(Warning(
-            "No Evolink API key is configured; requests to Evolink will fail.",
-            hint="Set EVOLINK = {'API_KEY': 'sk-evo-...'} in settings or the "
-                 "EVOLINK_API_KEY environment variable.",
+            _("No Evolink API key is configured; requests to Evolink will fail."),
+            hint=_("Set EVOLINK = {'API_KEY': 'sk-evo-...'} in settings or the "
+                   "EVOLINK_API_KEY environment variable."),
             id="django_evolink.W001",
         ))
     unknown = conf.unknown_keys()
     if unknown:
         errors.append(Warning(
-            f"Unknown key(s) in settings.EVOLINK: {', '.join(unknown)}.",
-            hint="Check the spelling; known keys: " + ", ".join(sorted(conf.DEFAULTS)) + ".",
+            _("Unknown key(s) in settings.EVOLINK: %(keys)s.") % {"keys": ", ".join(unknown)},
+            hint=_("Check the spelling; known keys: %(known)s.")
+            % {"known": ", ".join(sorted(conf.DEFAULTS))},
             id="django_evolink.W002",
         ))
     callback = conf.get("CALLBACK_BASE_URL")
@@ -68,42 +70,45 @@ def check_settings(
         allow_private = bool(conf.get("ALLOW_PRIVATE_URLS"))
         if parts.scheme != "https" and not allow_private:
             errors.append(Error(
-                "EVOLINK['CALLBACK_BASE_URL'] must be an https origin: Evolink only "
-                "delivers callbacks over HTTPS.",
-                hint="Use e.g. 'https://www.example.com', or None to rely on polling.",
+                _("EVOLINK['CALLBACK_BASE_URL'] must be an https origin: Evolink only "
+                  "delivers callbacks over HTTPS."),
+                hint=_("Use e.g. 'https://www.example.com', or None to rely on polling."),
                 id="django_evolink.E002",
             ))
         elif not parts.hostname:
-            errors.append(Error("EVOLINK['CALLBACK_BASE_URL'] has no host.",
-                                hint="Use e.g. 'https://www.example.com'.",
+            errors.append(Error(_("EVOLINK['CALLBACK_BASE_URL'] has no host."),
+                                hint=_("Use e.g. 'https://www.example.com'."),
                                 id="django_evolink.E002"))
         elif not allow_private and url_policy.host_is_private(parts.hostname, resolve=False):
             errors.append(Error(
-                "EVOLINK['CALLBACK_BASE_URL'] points at a private or loopback address, "
-                "which Evolink refuses to call.",
-                hint="Use the site's public origin, or None to rely on polling "
-                     "(ALLOW_PRIVATE_URLS=True only for local development).",
+                _("EVOLINK['CALLBACK_BASE_URL'] points at a private or loopback address, "
+                  "which Evolink refuses to call."),
+                hint=_("Use the site's public origin, or None to rely on polling "
+                       "(ALLOW_PRIVATE_URLS=True only for local development)."),
                 id="django_evolink.E003",
             ))
     for key in _NUMERIC_KEYS:
         value = conf.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            errors.append(Error(f"EVOLINK['{key}'] must be a number >= 0 (got {value!r}).",
+            errors.append(Error(_("EVOLINK['%(key)s'] must be a number >= 0 (got %(value)r).")
+                                % {"key": key, "value": value},
                                 id="django_evolink.E005"))
     for key in _INT_KEYS:
         value = conf.get(key)
         least = 0 if key == "MAX_RETRIES" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             errors.append(Error(
-                f"EVOLINK['{key}'] must be a whole number >= {least} (got {value!r}).",
+                _("EVOLINK['%(key)s'] must be a whole number >= %(least)d (got %(value)r).")
+                % {"key": key, "least": least, "value": value},
                 id="django_evolink.E005",
             ))
     if conf.get("UPLOAD_BACKEND") not in ("evolink", "storage"):
-        errors.append(Error("EVOLINK['UPLOAD_BACKEND'] must be 'evolink' or 'storage'.",
+        errors.append(Error(_("EVOLINK['UPLOAD_BACKEND'] must be 'evolink' or 'storage'."),
                             id="django_evolink.E005"))
     for app in ("rest_framework", "django_q"):
         if not apps.is_installed(app):
-            errors.append(Error(f"'{app}' must be in INSTALLED_APPS for django_evolink.",
+            errors.append(Error(_("'%(app)s' must be in INSTALLED_APPS for django_evolink.")
+                                % {"app": app},
                                 id="django_evolink.E004"))
     return errors
 
@@ -112,12 +117,13 @@ def _model_hint(name: object) -> str:
     """A hint for a model name that is not an image model of the catalogue."""
     known = modelspec.load().models.get(name) if isinstance(name, str) else None
     if known is not None:
-        return (f"{name} is a {known.kind} model; django-evolink creates image tasks only. "
-                "See docs/models.md for the image models.")
+        return _("%(name)s is a %(kind)s model; django-evolink creates image tasks only. "
+                 "See docs/models.md for the image models.") % {
+                     "name": name, "kind": catalogue.kind_word(known.kind)}
     close = difflib.get_close_matches(str(name), list(catalogue.CATALOGUE), n=3)
     if close:
-        return "Did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return "The image models are listed in docs/models.md and by 'manage.py evolink_models'."
+        return _("Did you mean %(names)s?") % {"names": ", ".join(repr(c) for c in close)}
+    return _("The image models are listed in docs/models.md and by 'manage.py evolink_models'.")
 
 
 @register(Tags.compatibility)
@@ -131,24 +137,29 @@ def check_models(
     chosen = conf.get("MODELS")
     if chosen is not None and (isinstance(chosen, str) or not all(
             isinstance(m, str) for m in chosen)):
-        return [Error("EVOLINK['MODELS'] must be None or a list of model names.",
-                      hint="e.g. ['wan2.5-image-to-image', 'wan2.5-text-to-image']",
+        return [Error(_("EVOLINK['MODELS'] must be None or a list of model names."),
+                      hint=_("e.g. %(example)s")
+                      % {"example": "['wan2.5-image-to-image', 'wan2.5-text-to-image']"},
                       id="django_evolink.E006")]
     for name in chosen or ():
         if name not in catalogue.CATALOGUE:
-            errors.append(Error(f"EVOLINK['MODELS'] names {name!r}, which is not an image "
-                                "model of the catalogue.", hint=_model_hint(name),
+            errors.append(Error(_("EVOLINK['MODELS'] names %(name)r, which is not an image "
+                                  "model of the catalogue.") % {"name": name},
+                                hint=_model_hint(name),
                                 id="django_evolink.E006"))
     default = conf.get("DEFAULT_MODEL")
     if default not in catalogue.CATALOGUE:
-        errors.append(Error(f"EVOLINK['DEFAULT_MODEL'] {default!r} is not an image model of "
-                            "the catalogue.", hint=_model_hint(default),
+        errors.append(Error(_("EVOLINK['DEFAULT_MODEL'] %(name)r is not an image model of "
+                              "the catalogue.") % {"name": default},
+                            hint=_model_hint(default),
                             id="django_evolink.E006"))
     elif chosen is not None and default not in chosen:
-        errors.append(Error(f"EVOLINK['DEFAULT_MODEL'] {default!r} is not in "
-                            "EVOLINK['MODELS'], so a request that names no model is refused.",
-                            hint=f"Add {default!r} to MODELS, or choose a DEFAULT_MODEL "
-                                 "among them.", id="django_evolink.E006"))
+        errors.append(Error(_("EVOLINK['DEFAULT_MODEL'] %(name)r is not in "
+                              "EVOLINK['MODELS'], so a request that names no model is "
+                              "refused.") % {"name": default},
+                            hint=_("Add %(name)r to MODELS, or choose a DEFAULT_MODEL "
+                                   "among them.") % {"name": default},
+                            id="django_evolink.E006"))
     return errors
 
 
@@ -160,9 +171,10 @@ def check_django_q(
     timeout, retry = q.get("timeout"), q.get("retry")
     if timeout is not None and retry is not None and retry <= timeout:
         return [Warning(
-            f"Q_CLUSTER['retry'] ({retry}) is not larger than Q_CLUSTER['timeout'] ({timeout}): "
-            "django-q2 would hand a still-running task to a second worker.",
-            hint="Set retry to more than timeout, e.g. timeout=60, retry=120.",
+            _("Q_CLUSTER['retry'] (%(retry)s) is not larger than Q_CLUSTER['timeout'] "
+              "(%(timeout)s): django-q2 would hand a still-running task to a second worker.")
+            % {"retry": retry, "timeout": timeout},
+            hint=_("Set retry to more than timeout, e.g. timeout=60, retry=120."),
             id="django_evolink.W003",
         )]
     return []
@@ -194,15 +206,17 @@ def check_schedule(
         except DatabaseError:
             continue
         reason = (
-            "EVOLINK['INSTALL_SCHEDULE'] is False"
+            _("EVOLINK['INSTALL_SCHEDULE'] is False")
             if not conf.get("INSTALL_SCHEDULE")
-            else "migrations ran without installing it"
+            else _("migrations ran without installing it")
         )
         warnings.append(Warning(
-            f"The django-evolink poll sweep schedule ({schedule.SWEEP_FUNC}) is missing on "
-            f"database '{alias}' ({reason}): tasks whose callback is lost never finish and "
-            "result images are not retried.",
-            hint="Run 'manage.py evolink_install_schedule', or create the Schedule yourself.",
+            _("The django-evolink poll sweep schedule (%(func)s) is missing on database "
+              "'%(alias)s' (%(reason)s): tasks whose callback is lost never finish and "
+              "result images are not retried.")
+            % {"func": schedule.SWEEP_FUNC, "alias": alias, "reason": reason},
+            hint=_("Run 'manage.py evolink_install_schedule', or create the Schedule "
+                   "yourself."),
             id="django_evolink.W004",
         ))
     return warnings

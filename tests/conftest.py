@@ -4,6 +4,7 @@ import io
 
 import pytest
 from django.db import connection
+from django.utils import translation
 from PIL import Image
 
 
@@ -42,6 +43,15 @@ def staff_user(django_user_model):
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts and ends in the default language: LocaleMiddleware activates the
+    language of a test client's request in the test's own thread and leaves it active."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -25,12 +26,13 @@ from ..exceptions import redact
 
 
 class Status(models.TextChoices):
-    QUEUED = "queued", _("Queued")
-    PENDING = "pending", _("Pending")
-    PROCESSING = "processing", _("Processing")
-    COMPLETED = "completed", _("Completed")
-    FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
+    # in context: other apps' catalogues (django-q2's) translate the bare words differently
+    QUEUED = "queued", pgettext_lazy("task status", "Queued")
+    PENDING = "pending", pgettext_lazy("task status", "Pending")
+    PROCESSING = "processing", pgettext_lazy("task status", "Processing")
+    COMPLETED = "completed", pgettext_lazy("task status", "Completed")
+    FAILED = "failed", pgettext_lazy("task status", "Failed")
+    CANCELLED = "cancelled", pgettext_lazy("task status", "Cancelled")
 
 
 #: Statuses after which nothing changes.

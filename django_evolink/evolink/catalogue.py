@@ -52,7 +52,8 @@ def allowed_models() -> list[str]:
     return sorted(names)
 
 
-def _kind_word(kind: str) -> str:
+def kind_word(kind: str) -> str:
+    """The kind of a model (image, video, audio) as a word of the active language."""
     return {"video": _("video"), "audio": _("audio"), "image": _("image")}.get(kind, kind)
 
 
@@ -91,7 +92,7 @@ def get_spec(model: str | None) -> ModelSpec:
         message = _(
             "%(model)s is a %(kind)s model; only image models can be used here. "
             "Allowed: %(allowed)s."
-        ) % {"model": shown, "kind": _kind_word(other.kind), "allowed": ", ".join(allowed)}
+        ) % {"model": shown, "kind": kind_word(other.kind), "allowed": ", ".join(allowed)}
     elif spec is not None:
         message = _("Model %(model)r is not allowed on this site. Allowed: %(allowed)s.") % {
             "model": shown, "allowed": ", ".join(allowed)}
@@ -144,7 +145,9 @@ def _count_text(spec: ModelSpec) -> str:
     low, high = spec.min_images, spec.max_images
     if high is None:
         return _("at least %(min)d") % {"min": low}
-    return f"{low}" if low == high else f"{low} to {high}"
+    if low == high:
+        return str(low)
+    return _("%(min)d to %(max)d") % {"min": low, "max": high}
 
 
 def _type_word(kind: Any) -> str:

@@ -33,6 +33,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # the page, the API's errors and the admin in the browser's language (docs/i18n.md)
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -68,6 +70,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = env.caches(os.environ)
 
 LANGUAGE_CODE = "en-us"
+#: The languages django-evolink ships catalogues for (Accept-Language or the switcher picks).
+LANGUAGES = [("en", "English"), ("ja", "日本語"), ("zh-hans", "简体中文")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("evolink/", include("django_evolink.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language switcher
     # stored inputs and results; DEBUG only (see demo.views.media)
     re_path(r"^media/(?P<path>.*)$", media, name="media"),
 ]

@@ -1,4 +1,4 @@
-"""Every ```python block of docs/*.md and README.md is checked, so the docs cannot drift.
+"""Every ```python block of docs/*.md, docs/ja/*.md and README.md is checked (no drift).
 
 What happens to a block depends on the HTML comment on the line before it (optional):
 
@@ -36,7 +36,8 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+FILES = (sorted((ROOT / "docs").glob("*.md")) + sorted((ROOT / "docs" / "ja").glob("*.md"))
+         + [ROOT / "README.md"])
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(python|py|python3)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*snippet:\s*([a-z-]+)\s*-->\s*$")
 MODES = ("run", "skip")

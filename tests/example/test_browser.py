@@ -170,7 +170,7 @@ def test_page_submits_an_uploaded_image_and_shows_the_results(
         timeout=45, what="two stored result images")
     assert "completed" in browser.find_element("id", "status").get_attribute("class")
     assert browser.find_element("id", "progress").get_attribute("aria-valuenow") == "100"
-    assert "Done: 2 image(s)." in browser.find_element("id", "status").text
+    assert "Done: 2 images." in browser.find_element("id", "status").text
     assert not _message(browser)
 
     # the images really are displayed: loaded, with pixels, from the site's storage
@@ -244,6 +244,52 @@ def test_page_explains_every_error_the_api_answers(
     # the refused tasks are kept as failed and listed with their status
     _wait(browser, lambda d: d.find_elements("css selector", '#recent li[data-status="failed"]'),
           what="the failed tasks in the list")
+
+
+def test_page_in_japanese(browser, site, evolink_emulator, django_user_model, tmp_path):
+    """The page picked in Japanese from the switcher: the template, the script's sentences
+    (Django's JavaScript catalogue), the API's field errors and a finished task."""
+    from selenium.webdriver.support.ui import Select
+
+    django_user_model.objects.create_user("haruka", "haruka@example.com", PASSWORD)
+    photo = _photo(tmp_path / "kyoto.png")
+    _log_in(browser, site.url, "haruka", PASSWORD)
+    _wait(browser, lambda d: d.find_elements("id", "language"), what="the language switcher")
+    Select(browser.find_element("id", "language")).select_by_value("ja")
+    try:
+        _japanese_page(browser, photo, tmp_path)
+    finally:  # the language cookie is the site's: drop it here, the next tests read English
+        browser.delete_cookie("django_language")
+
+
+def _japanese_page(browser, photo: Path, tmp_path: Path) -> None:
+    _wait(browser, lambda d: "画像から画像を生成" in d.find_element("tag name", "h1").text,
+          what="the Japanese page")
+    assert browser.find_element("tag name", "html").get_attribute("lang") == "ja"
+    _wait(browser, lambda d: "タスクはまだありません" in d.find_element("id", "recent").text,
+          what="the empty list, from the JavaScript catalogue")
+
+    # checked in the page, before anything is sent
+    _submit(browser, prompt="水彩画にして")
+    _wait(browser, lambda d: _field_error(d, "images"), what="the missing-image message")
+    assert "画像ファイルを 1〜2 個選択" in _field_error(browser, "images")
+
+    # the API's 400, field by field, in Japanese
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (100, 100), (1, 2, 3)).save(tiny)
+    _submit(browser, prompt="水彩画にして", image=tiny)
+    _wait(browser, lambda d: _field_error(d, "images"), what="the image error")
+    assert "以下の項目のエラーを修正してください" in _message(browser)
+    assert "幅と高さはそれぞれ 384〜" in _field_error(browser, "images")
+    browser.find_element("id", "image1").clear()
+
+    # a task to the end: the progress and the result in Japanese
+    _submit(browser, prompt="夕暮れの水彩画にして", image=photo, n=2)
+    _wait(browser, lambda d: len(d.find_elements(
+        "css selector", '#results figure[data-stored="1"]')) == 2,
+        timeout=45, what="two stored result images")
+    assert "完了しました（画像 2 枚）" in browser.find_element("id", "status").text
+    _screenshot(browser, "frontend-ja.png")
 
 
 def test_admin_screenshots(browser, site, evolink_emulator, django_user_model, tmp_path):

@@ -83,8 +83,25 @@ def test_page_needs_a_login_and_links_the_api(client, settings, user):
     assert page.status_code == 200
     assert 'data-list-url="/evolink/tasks/"' in html
     assert 'data-detail-url="/evolink/tasks/00000000-0000-0000-0000-000000000000/"' in html
-    assert 'id="demo-messages"' in html and "Out of credits" in html
+    # the script's sentences come from Django's JavaScript catalogue, loaded first
+    assert html.index('src="/jsi18n/"') < html.index("demo/app.js")
     assert "csrftoken" in page.cookies
+
+
+@pytest.mark.django_db
+def test_page_and_its_script_catalogue_follow_the_language(client, settings, user):
+    use_example_site(settings)
+    client.force_login(user)
+    for language, heading, sentence, html_lang in (
+        ("ja", "画像から画像を生成", "クレジット不足", 'lang="ja"'),
+        ("zh-Hans", "以图生图", "积分不足", 'lang="zh-hans"'),
+    ):
+        html = client.get("/", headers={"accept-language": language}).content.decode()
+        assert heading in html and html_lang in html
+        script = client.get("/jsi18n/", headers={"accept-language": language}).content.decode()
+        assert json.dumps(sentence)[1:-1] in script  # the catalogue is JSON (\\uXXXX)
+    html = client.get("/").content.decode()
+    assert "Make images from images" in html and 'lang="en' in html
 
 
 @pytest.mark.django_db

@@ -51,6 +51,7 @@ def use_example_site(settings, live_url: str | None = None) -> None:
     """
     if "demo" not in settings.INSTALLED_APPS:
         settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "demo"]
+    settings.LANGUAGES = [("en", "English"), ("ja", "日本語"), ("zh-hans", "简体中文")]
     settings.ROOT_URLCONF = "example_project.urls"
     settings.LOGIN_URL = "login"
     settings.LOGIN_REDIRECT_URL = "demo:index"

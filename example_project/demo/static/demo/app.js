@@ -5,7 +5,55 @@
 
   var form = document.getElementById("task-form");
   if (!form) { return; }
-  var T = JSON.parse(document.getElementById("demo-messages").textContent);
+  // Every sentence the page shows, through Django's JavaScript catalogue (the page loads
+  // demo:jsi18n first; `make messages` collects these into djangojs.po). %s: a value.
+  var T = {
+    sending: gettext("Sending your request…"),
+    uploading: gettext("Uploading the images and sending the request…"),
+    network: gettext("Could not reach this site. Check your connection and try again."),
+    login: gettext("Your session has ended: log in again."),
+    forbidden: gettext("You are not allowed to do that."),
+    not_found: gettext("This task no longer exists."),
+    validation: gettext("Please correct the fields marked below."),
+    both_sources: gettext("Use either image files or image URLs, not both."),
+    no_images: gettext("Choose one or two image files, or paste one or two image URLs."),
+    refused: gettext("The image service refused the request: %s"),
+    out_of_credits: gettext("Out of credits: the image service has no credits left for " +
+                            "this site. Try again later. (%s)"),
+    rate_limited: gettext("Too many requests: please wait %s seconds before trying again."),
+    evolink_down: gettext("The image service (Evolink) is down or not configured " +
+                          "correctly: %s"),
+    server_error: gettext("The site failed to answer (HTTP %s). Try again later."),
+    refresh_failed: gettext("Could not ask Evolink for news just now; still waiting…"),
+    task_failed: gettext("The task failed: %s"),
+    task_cancelled: gettext("The task was cancelled by Evolink."),
+    storing: gettext("Done. Copying the images into the site's storage…"),
+    no_tasks: gettext("No tasks yet: your tasks will be listed here."),
+    retry_in: gettext("Wait %s s"),
+    generate: gettext("Generate"),
+    image_alt: gettext("Generated image %s"),
+    open: gettext("open"),
+    status_queued: gettext("queued: saved, not yet accepted by Evolink"),
+    status_pending: gettext("pending: waiting for Evolink to start"),
+    status_processing: gettext("processing: %s%%"),
+    status_completed: gettext("completed"),
+    status_failed: gettext("failed"),
+    status_cancelled: gettext("cancelled"),
+    images_legend: gettext("Images: choose up to %s files…"),
+    image_rules: gettext("Allowed: %s."),
+    any_image: gettext("any image"),
+    model_default: gettext("(the model's default)"),
+    yes: gettext("yes"),
+    no: gettext("no"),
+    about_tokens: gettext("about %s tokens (checked by Evolink)"),
+    text_to_image: gettext("This model makes images from the prompt alone: it takes no " +
+                           "images."),
+    bad_json: gettext("Not valid JSON."),
+    models_failed: gettext("Could not load the list of models; the default model is used.")
+  };
+  function doneText(count) {
+    return fmt(ngettext("Done: %s image.", "Done: %s images.", count), count);
+  }
   var PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
   var FINAL = ["completed", "failed", "cancelled"];
   var POLL_MS = 1000;          // GET tasks/{id}/ every second while the task runs
@@ -343,7 +391,7 @@
       status.textContent = T.task_cancelled;
     } else if (task.status === "completed") {
       var stored = task.images.every(function (i) { return i.url; });
-      status.textContent = stored ? fmt(T.done, task.images.length) : T.storing;
+      status.textContent = stored ? doneText(task.images.length) : T.storing;
     } else {
       status.textContent = statusText(task);
     }
