@@ -100,11 +100,18 @@ def _photo(path: Path, size=(640, 480)) -> Path:
 
 
 def _wait(browser, condition, timeout: float = 30.0, what: str = "condition"):
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # an element may be replaced between finding and reading it (the page re-renders its
+    # form, or navigates): look again on the next poll
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(
-            lambda d: condition(d))
+        return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                             ignored_exceptions=ignored).until(lambda d: condition(d))
     except Exception as exc:
         page = browser.find_element("tag name", "body").text
         raise AssertionError(f"timed out waiting for {what}; page says:\n{page}") from exc
@@ -254,8 +261,11 @@ def test_page_in_japanese(browser, site, evolink_emulator, django_user_model, tm
     django_user_model.objects.create_user("haruka", "haruka@example.com", PASSWORD)
     photo = _photo(tmp_path / "kyoto.png")
     _log_in(browser, site.url, "haruka", PASSWORD)
-    _wait(browser, lambda d: d.find_elements("id", "language"), what="the language switcher")
-    Select(browser.find_element("id", "language")).select_by_value("ja")
+    def choose_japanese(d) -> bool:
+        Select(d.find_element("id", "language")).select_by_value("ja")
+        return True
+
+    _wait(browser, choose_japanese, what="the language switcher set to Japanese")
     try:
         _japanese_page(browser, photo, tmp_path)
     finally:  # the language cookie is the site's: drop it here, the next tests read English
