@@ -49,6 +49,16 @@ DEFAULTS: dict[str, Any] = {
     "POLL_CONCURRENCY": 8,  # parallel status requests in one sweep
     "POLL_LEASE_SECONDS": 120.0,  # a claimed task is not claimed again for this long
     "TASK_TIMEOUT": 3600.0,  # seconds after submission before a task is timed out
+    # --- Live updates (watched tasks, event stream) ----------------------------------
+    "WATCH_SECONDS": 30.0,  # a detail request / open event stream watches a task this long
+    "WATCH_POLL_INTERVAL": 2.0,  # seconds between two polls of a watched task
+    "WATCH_LOOP": True,  # run the watch loop (a self-continuing django-q2 job)
+    "WATCH_LOOP_SECONDS": 50.0,  # one watch job's run before it hands over to the next
+    "EVENTS_CHANNEL": "auto",  # "auto", "postgres", "redis" or "poll": how streams wake up
+    "EVENTS_REDIS_URL": None,  # redis://... for the "redis" channel ("auto" uses it when set)
+    "EVENTS_POLL_INTERVAL": 1.0,  # seconds between two database checks ("poll" channel)
+    "EVENTS_HEARTBEAT_SECONDS": 15.0,  # a comment line this often keeps proxies from closing
+    "EVENTS_MAX_SECONDS": 300.0,  # a stream ends after this long; the client reconnects
     # --- Submission ------------------------------------------------------------------
     "ASYNC_SUBMIT": False,  # True: create_task saves `queued`, a worker submits
     # --- Storage of inputs and results ---------------------------------------------

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import conf
-from ..core import services
+from ..core import live, services
 from ..core.models import ImageTask
 from ..evolink import catalogue
 from ..exceptions import EvolinkError, EvolinkValidationError
@@ -100,7 +100,14 @@ class EvolinkAPIView(generics.GenericAPIView):
     def task_response(self, task: ImageTask, code: int = status.HTTP_200_OK,
                       headers: dict | None = None) -> Response:
         data = ImageTaskSerializer(task, context=self.get_serializer_context()).data
-        return Response(data, status=code, headers=headers)
+        return Response(data, status=code, headers={"ETag": live.task_etag(task),
+                                                    **(headers or {})})
+
+    def not_modified(self, etag: str) -> Response | None:
+        """A 304 when the request's ``If-None-Match`` matches ``etag``, else None."""
+        if live.etag_matches(self.request.headers.get("If-None-Match"), etag):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+        return None
 
 
 @schema.task_list_create
@@ -125,7 +132,20 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
         return qs.order_by("-created_at", "-pk")
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        rows = list(page) if page is not None else list(queryset)
+        paginator = getattr(self.paginator, "page", None)
+        count = paginator.paginator.count if paginator is not None else len(rows)
+        etag = live.list_etag(dict(request.query_params.lists()), count, rows)
+        unchanged = self.not_modified(etag)
+        if unchanged is not None:
+            return unchanged
+        data = self.get_serializer(rows, many=True).data
+        response = (self.get_paginated_response(data) if page is not None
+                    else Response(data))
+        response["ETag"] = etag
+        return response
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         user = request.user if getattr(request.user, "is_authenticated", False) else None
@@ -177,7 +197,12 @@ class TaskDetailView(EvolinkAPIView):
     """``GET tasks/{id}/``: one task, for its owner or staff."""
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return self.task_response(self.get_object())
+        task = self.get_object()
+        services.watch_task(task)
+        unchanged = self.not_modified(live.task_etag(task))
+        if unchanged is not None:
+            return unchanged
+        return self.task_response(task)
 
 
 @schema.task_refresh

@@ -12,6 +12,7 @@ from ..core.services import submit_task
 from ..exceptions import EvolinkError
 from .downloads import download_task_images
 from .sweep import run_sweep
+from .watch import run_watch_loop
 
 logger = logging.getLogger("django_evolink.background")
 
@@ -39,3 +40,8 @@ def download_images(task_id: str) -> dict[str, int]:
 def sweep(all_tasks: bool = False) -> dict[str, int]:
     """(Scheduled) one poll sweep over due tasks; returns its counts."""
     return run_sweep(all_tasks=all_tasks)
+
+
+def watch() -> dict[str, int]:
+    """The watch loop: poll watched tasks every few seconds, then hand over or end."""
+    return run_watch_loop()

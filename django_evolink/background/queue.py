@@ -13,6 +13,7 @@ JOBS = "django_evolink.background.jobs"
 SUBMIT_JOB = f"{JOBS}.submit"
 DOWNLOAD_JOB = f"{JOBS}.download_images"
 SWEEP_JOB = f"{JOBS}.sweep"
+WATCH_JOB = f"{JOBS}.watch"
 
 
 def enqueue_submit(task_id: Any) -> None:
@@ -28,3 +29,8 @@ def enqueue_downloads(task_id: Any) -> None:
 def enqueue_sweep(*, all_tasks: bool = False) -> Any:
     """Have a worker run one sweep now (``evolink_poll --enqueue``)."""
     return async_task(SWEEP_JOB, all_tasks=all_tasks, task_name="evolink-sweep")
+
+
+def enqueue_watch() -> None:
+    """Have a worker run the watch loop (:mod:`django_evolink.background.watch`)."""
+    async_task(WATCH_JOB, task_name="evolink-watch")

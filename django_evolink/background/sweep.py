@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from .. import conf
-from ..core import poll_policy
+from ..core import attention, poll_policy
 from ..core.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -111,7 +111,8 @@ def anything_due(now: datetime, *, all_tasks: bool = False) -> bool:
 
 
 def claim_batch(
-    now: datetime, size: int, *, all_tasks: bool = False, exclude: set | frozenset = frozenset()
+    now: datetime, size: int, *, all_tasks: bool = False, exclude: set | frozenset = frozenset(),
+    watched_only: bool = False,
 ) -> tuple[uuid.UUID, list[ImageTask]]:
     """Lease up to ``size`` due tasks; returns ``(token, tasks)``.
 
@@ -120,12 +121,15 @@ def claim_batch(
     ``IMMEDIATE`` (``OPTIONS={"transaction_mode": "IMMEDIATE"}``) so that it takes the
     write lock before reading. Either way the UPDATE re-checks the lease, so a row is
     leased to one sweep only, and the tasks returned are those carrying our token.
+    ``watched_only``: only tasks someone watches (the watch loop's rounds).
     """
     alias = _alias()
     token = uuid.uuid4()
     due = Q(status__in=_ACTIVE, evolink_id__isnull=False) & _lease_free(now)
     if not all_tasks:
         due &= Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True)
+    if watched_only:
+        due &= attention.watched(now)
     with transaction.atomic(using=alias):
         qs = ImageTask.objects.using(alias).filter(due)
         if exclude:
@@ -372,6 +376,47 @@ def _requeue_downloads(now: datetime, counts: dict[str, int], cap: int) -> None:
 
 
 # ------------------------------------------------------------------------------ entry
+
+
+def poll_watched_tasks(limit: int | None = None) -> dict[str, int]:
+    """Poll the due tasks someone watches (one round of the watch loop); returns the
+    counts of :data:`COUNT_KEYS`. Claims exactly like a sweep, so a task is polled once
+    per interval whatever the number of loops, sweeps and viewers."""
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    cap = int(limit if limit is not None else conf.get("POLL_BATCH_SIZE"))
+    token, tasks = claim_batch(timezone.now(), max(1, cap), watched_only=True)
+    counts["claimed"] = len(tasks)
+    if not tasks:
+        return counts
+    concurrency = min(len(tasks), max(1, int(conf.get("POLL_CONCURRENCY"))))
+    if concurrency == 1:
+        _poll_batch(tasks, token, counts, None)
+        return counts
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="evolink-watch") as executor:
+        _poll_batch(tasks, token, counts, executor)
+    return counts
+
+
+def next_watched_poll(now: datetime) -> datetime | None:
+    """When the next watched task falls due (None: no watched task is left to poll)."""
+    rows = list(
+        ImageTask.objects.using(_alias())
+        .filter(attention.watched(now), status__in=_ACTIVE, evolink_id__isnull=False)
+        .order_by(F("next_poll_at").asc(nulls_first=True))
+        .values_list("next_poll_at", flat=True)[:1]
+    )
+    if not rows:
+        return None
+    return rows[0] or now
+
+
+def watching(now: datetime) -> bool:
+    """Is any task Evolink is working on watched now?"""
+    return (
+        ImageTask.objects.using(_alias())
+        .filter(attention.watched(now), status__in=_ACTIVE, evolink_id__isnull=False)
+        .exists()
+    )
 
 
 def run_sweep(all_tasks: bool = False, limit: int | None = None) -> dict[str, int]:

@@ -17,6 +17,9 @@ submit_requested = Signal()
 #: A completed task's result links were recorded and its images are to be copied into
 #: the site's storage. Sends ``task_id``.
 images_recorded = Signal()
+#: Someone started (or keeps) watching a task: it should be polled every few seconds by
+#: the watch loop. Sends ``task_id``.
+watch_requested = Signal()
 
 
 def announce_submit_requested(task_id: Any) -> None:
@@ -27,3 +30,8 @@ def announce_submit_requested(task_id: Any) -> None:
 def announce_images_recorded(task_id: Any) -> None:
     """Ask for the images of ``task_id`` to be copied into storage."""
     images_recorded.send(sender=None, task_id=task_id)
+
+
+def announce_watch_requested(task_id: Any) -> None:
+    """Ask for the watch loop to run (``task_id`` is now watched)."""
+    watch_requested.send(sender=None, task_id=task_id)

@@ -138,6 +138,13 @@ class ImageTask(models.Model):
     poll_count = models.PositiveIntegerField(_("polls"), default=0)
     poll_error_count = models.PositiveIntegerField(_("poll transport errors"), default=0)
     last_polled_at = models.DateTimeField(_("last poll"), null=True, blank=True)
+    watched_until = models.DateTimeField(
+        _("watched until"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Someone follows this task until then: it is polled every few seconds."),
+    )
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     input_files = models.JSONField(

@@ -74,10 +74,18 @@ def next_poll_at(task: ImageTask, now: datetime, *, attempt: int,
                  retry_after: float | None = None) -> datetime:
     """When to poll again after a poll at ``now`` (the ``attempt``-th of its kind).
 
-    Before the deadline the next poll is capped at the deadline (the last check); after
-    it (a check that could not reach Evolink) the backoff applies unchanged.
+    A task someone watches (``watched_until`` ahead) is polled again after
+    ``WATCH_POLL_INTERVAL`` instead of the backoff. Before the deadline the next poll
+    is capped at the deadline (the last check); after it (a check that
+    could not reach Evolink) the backoff applies unchanged.
     """
-    when = now + timedelta(seconds=next_poll_delay(attempt, retry_after=retry_after))
+    delay = next_poll_delay(attempt, retry_after=retry_after)
+    if task.watched_until is not None and task.watched_until > now:
+        # someone is watching: every few seconds (a Retry-After still holds)
+        delay = min(delay, max(0.5, float(conf.get("WATCH_POLL_INTERVAL"))))
+        if retry_after is not None:
+            delay = max(delay, min(float(retry_after), float(conf.get("POLL_MAX_INTERVAL"))))
+    when = now + timedelta(seconds=delay)
     if now < task_deadline(task):
         when = min(when, task_deadline(task))
     return when

@@ -23,7 +23,7 @@ from ..exceptions import (
     EvolinkNotFoundError,
     EvolinkOutcomeUnknownError,
 )
-from . import hooks, tokens
+from . import attention, hooks, tokens
 from .models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
 from .transitions import ApplyResult, apply_payload, fail_task
 
@@ -183,6 +183,13 @@ def _fail_and_attach(
         payload=payload if payload is not None else {"error": {"code": code, "message": message}},
     )
     exc.task = task
+
+
+def watch_task(task: ImageTask) -> bool:
+    """Someone looks at ``task`` (a detail request, an event stream): poll it every few
+    seconds while it is unfinished (:func:`.attention.watch`). Returns whether the mark
+    was written (it is refreshed at most every ``WATCH_SECONDS / 2``)."""
+    return attention.watch(task)
 
 
 def refresh_task(task: ImageTask, *, source: str = EventSource.REFRESH) -> ImageTask:

@@ -462,3 +462,16 @@ def test_next_poll_at_is_never_before_now(policy, jitter_low) -> None:
         now = T0 + timedelta(seconds=seconds)
         when = next_poll_at(task, now, attempt=0)
         assert now < when <= T0 + timedelta(seconds=1000)
+
+
+def test_a_watched_task_is_polled_again_after_the_watch_interval(policy, no_jitter) -> None:
+    policy["WATCH_POLL_INTERVAL"] = 2.0
+    task = make_task(submitted_at=T0)
+    now = T0 + timedelta(seconds=10)
+    assert next_poll_at(task, now, attempt=5) == now + timedelta(seconds=100)  # the backoff
+    task.watched_until = now + timedelta(seconds=30)
+    assert next_poll_at(task, now, attempt=5) == now + timedelta(seconds=2)
+    # a Retry-After still holds (capped as always), and an expired watch is no watch
+    assert next_poll_at(task, now, attempt=5, retry_after=7) == now + timedelta(seconds=7)
+    task.watched_until = now
+    assert next_poll_at(task, now, attempt=5) == now + timedelta(seconds=100)
