@@ -169,6 +169,17 @@ def _evolink_errors() -> dict[int, Any]:
     }
 
 
+def _etag_header() -> Any:
+    return OpenApiParameter(
+        "If-None-Match", str, location=OpenApiParameter.HEADER, required=False,
+        description="The ETag of an earlier answer: 304 (no body) while it still matches.",
+    )
+
+
+def _not_modified() -> dict[int, Any]:
+    return {304: OpenApiResponse(description="Not modified: the If-None-Match ETag matches.")}
+
+
 def task_list_create(view: Any) -> Any:
     """Annotate the ``tasks/`` view (GET list, POST create)."""
     if not HAS_SPECTACULAR:
@@ -183,9 +194,11 @@ def task_list_create(view: Any) -> Any:
                                      "cancelled"],
                 description="Only tasks with this status.",
             ),
+            _etag_header(),
         ],
         responses={
             200: ImageTaskSerializer(many=True),
+            **_not_modified(),
             400: OpenApiResponse(FIELD_ERRORS_SCHEMA, description="Unknown status."),
             **_common_errors(),
             404: OpenApiResponse(
@@ -256,8 +269,12 @@ def task_detail(view: Any) -> Any:
     view.get = extend_schema(
         operation_id="evolink_tasks_retrieve",
         summary="One task (owner or staff)",
+        description="Answers with an ETag; a GET also marks the task watched, so it is "
+        "polled every few seconds while unfinished.",
+        parameters=[_etag_header()],
         responses={
             200: ImageTaskSerializer,
+            **_not_modified(),
             **_common_errors(),
             404: OpenApiResponse(ERROR_SCHEMA, description="No such task visible to the caller."),
         },
@@ -284,3 +301,48 @@ def task_refresh(view: Any) -> Any:
     )(view.post)
     return view
 
+
+
+#: ``GET tasks/{id}/events/``: the stream, as OpenAPI 3.0 can say it.
+EVENT_STREAM_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "description": "Server-Sent Events: `retry:`, then events `task` (`id:` the task's "
+    "version, `data:` the task JSON as in `tasks/{id}/`), at once and after every change; "
+    "`: keep-alive` comments between. Ends after the final status, or after "
+    "EVOLINK['EVENTS_MAX_SECONDS'] (reconnect with Last-Event-ID).",
+    "example": 'retry: 2000\n\nid: 1764638400123456.0\nevent: task\ndata: {"id": "…", '
+    '"status": "processing", "progress": 40, …}\n\n',
+}
+
+
+def task_events(view: Any) -> Any:
+    """Annotate ``tasks/{id}/events/``."""
+    if not HAS_SPECTACULAR:
+        return view
+
+    view.get = extend_schema(
+        operation_id="evolink_tasks_events",
+        summary="Live updates of one task as Server-Sent Events (owner or staff)",
+        description="Works under WSGI (bounded by EVOLINK['EVENTS_MAX_SECONDS']) and ASGI. "
+        "While the stream is open the task is watched (polled every few seconds).",
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID", str, location=OpenApiParameter.HEADER, required=False,
+                description="The `id:` of the last event received: only newer versions "
+                "are sent.",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                EVENT_STREAM_SCHEMA, description="The event stream."),
+            (204, "text/event-stream"): OpenApiResponse(
+                description="The task is final and Last-Event-ID is its final version: "
+                "nothing more will come (EventSource stops reconnecting)."),
+            (401, "application/json"): OpenApiResponse(ERROR_SCHEMA,
+                                                       description="Not authenticated."),
+            (403, "application/json"): OpenApiResponse(ERROR_SCHEMA, description="Not allowed."),
+            (404, "application/json"): OpenApiResponse(
+                ERROR_SCHEMA, description="No such task visible to the caller."),
+        },
+    )(view.get)
+    return view

@@ -15,12 +15,15 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
+from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -31,6 +34,7 @@ from ..evolink import catalogue
 from ..exceptions import EvolinkError, EvolinkValidationError
 from . import schema, uploads
 from .errors import error_response
+from .events import EventStreamRenderer, TaskStream
 from .pagination import EvolinkPagination
 from .parsers import EvolinkJSONParser, EvolinkMultiPartParser, too_large_message
 from .permissions import IsOwnerOrModelPermission, visible_tasks
@@ -219,3 +223,28 @@ class TaskRefreshView(EvolinkAPIView):
             exc.task = self.task_queryset().get(pk=task.pk)
             raise
         return self.task_response(self.task_queryset().get(pk=task.pk))
+
+
+@schema.task_events
+class TaskEventsView(EvolinkAPIView):
+    """``GET tasks/{id}/events/``: the task as Server-Sent Events (see :mod:`.events`)."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        task = self.get_object()
+        last = live.parse_version(request.headers.get("Last-Event-ID"))
+        current = live.parse_version(live.task_version(task))
+        if task.is_final and last is not None and current is not None and last >= current:
+            # the client saw the final version: 204 tells EventSource not to reconnect
+            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        services.watch_task(task)
+        context = self.get_serializer_context()
+        stream = TaskStream(task.pk, lambda t: ImageTaskSerializer(t, context=context).data,
+                            last)
+        content = (stream.async_iter() if isinstance(request._request, ASGIRequest)
+                   else stream.sync_iter())
+        response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+        return response

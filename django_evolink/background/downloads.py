@@ -54,6 +54,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as URLLib3Error
 
 from .. import conf, signals
+from ..core import live
 from ..core.models import GeneratedImage, ImageTask, Status, result_upload_to
 from ..evolink import url_policy
 from . import queue
@@ -358,6 +359,7 @@ def _store(image: GeneratedImage, buf: IO[bytes], info: dict[str, Any], now: dat
             storage.delete(saved)
         return "already"
     image.refresh_from_db()
+    live.announce_change(image.task_id)  # the image's url changed: streams send the task
     return "stored"
 
 

@@ -185,8 +185,8 @@ def _fail_and_attach(
     exc.task = task
 
 
-def watch_task(task: ImageTask) -> bool:
-    """Someone looks at ``task`` (a detail request, an event stream): poll it every few
+def watch_task(task: ImageTask | Any) -> bool:
+    """Someone looks at ``task`` (or its pk; a detail request, an event stream): poll it every few
     seconds while it is unfinished (:func:`.attention.watch`). Returns whether the mark
     was written (it is refreshed at most every ``WATCH_SECONDS / 2``)."""
     return attention.watch(task)

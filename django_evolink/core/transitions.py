@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..evolink.payloads import PayloadError, Update, parse_payload, storable
-from . import hooks, tokens
+from . import hooks, live, tokens
 from .models import (
     FINAL_STATUSES,
     STATUS_RANK,
@@ -282,6 +282,7 @@ def _apply(
                 return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, old, old)
         else:
             task.save(update_fields=update_fields)
+        live.announce_change(task.pk)  # event streams wake up once this commits
     if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
         _record_images(task, update.results, now)
     changed = outcome == EventOutcome.APPLIED

@@ -73,7 +73,8 @@ def fuzz_env(settings, monkeypatch, django_user_model):
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.ALLOWED_HOSTS = ["*"]
-    settings.EVOLINK = {**settings.EVOLINK, "THROTTLE_CLASSES": []}
+    # a stream of the fuzz task ends at once (it would otherwise stay open 300 s)
+    settings.EVOLINK = {**settings.EVOLINK, "THROTTLE_CLASSES": [], "EVENTS_MAX_SECONDS": 0.2}
     owner = django_user_model.objects.create_user("fuzz", password="pw-fuzz")
     ImageTask.objects.create(user=owner, model="wan2.5-image-to-image", prompt="p",
                              image_urls=[PUBLIC_IMAGE], status="processing",
