@@ -33,7 +33,8 @@ _NUMERIC_KEYS = (
     "CONNECT_TIMEOUT", "READ_TIMEOUT", "RETRY_BACKOFF", "RETRY_MAX_WAIT", "POLL_MIN_INTERVAL",
     "POLL_MAX_INTERVAL", "POLL_CALLBACK_GRACE", "POLL_LEASE_SECONDS", "TASK_TIMEOUT",
     "DOWNLOAD_TIMEOUT", "DOWNLOAD_RETRY_HOURS", "DOWNLOAD_BACKOFF", "DOWNLOAD_BACKOFF_MAX",
-    "DOWNLOAD_LEASE_SECONDS",
+    "DOWNLOAD_LEASE_SECONDS", "WATCH_SECONDS", "WATCH_POLL_INTERVAL", "WATCH_LOOP_SECONDS",
+    "EVENTS_POLL_INTERVAL", "EVENTS_HEARTBEAT_SECONDS", "EVENTS_MAX_SECONDS",
 )
 _INT_KEYS = ("MAX_RETRIES", "POOL_SIZE", "POLL_BATCH_SIZE", "POLL_MAX_TASKS_PER_SWEEP",
              "POLL_CONCURRENCY", "SWEEP_MINUTES", "PAGE_SIZE", "DOWNLOAD_MAX_BYTES",
@@ -102,6 +103,20 @@ def check_settings(
                 % {"key": key, "least": least, "value": value},
                 id="django_evolink.E005",
             ))
+    channel = conf.get("EVENTS_CHANNEL")
+    if channel not in ("auto", "postgres", "redis", "poll"):
+        errors.append(Error(
+            _("EVOLINK['EVENTS_CHANNEL'] must be 'auto', 'postgres', 'redis' or 'poll' "
+              "(got %(value)r).") % {"value": channel},
+            id="django_evolink.E005",
+        ))
+    elif channel == "redis" and not conf.get("EVENTS_REDIS_URL"):
+        errors.append(Error(
+            _("EVOLINK['EVENTS_CHANNEL'] is 'redis' but EVOLINK['EVENTS_REDIS_URL'] is not set."),
+            hint=_("Set e.g. EVOLINK['EVENTS_REDIS_URL'] = 'redis://127.0.0.1:6379/0', or use "
+                   "'auto'."),
+            id="django_evolink.E005",
+        ))
     if conf.get("UPLOAD_BACKEND") not in ("evolink", "storage"):
         errors.append(Error(_("EVOLINK['UPLOAD_BACKEND'] must be 'evolink' or 'storage'."),
                             id="django_evolink.E005"))

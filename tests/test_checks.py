@@ -79,7 +79,11 @@ def test_not_a_dict(settings):
 
 
 @pytest.mark.parametrize(("key", "value"), [("READ_TIMEOUT", "30"), ("POLL_BATCH_SIZE", 0),
-                                            ("MAX_RETRIES", -1), ("UPLOAD_BACKEND", "s3")])
+                                            ("MAX_RETRIES", -1), ("UPLOAD_BACKEND", "s3"),
+                                            ("WATCH_POLL_INTERVAL", "2"),
+                                            ("EVENTS_MAX_SECONDS", -1),
+                                            ("EVENTS_CHANNEL", "carrier-pigeon"),
+                                            ("EVENTS_CHANNEL", "redis")])
 def test_bad_values(settings, key, value):
     settings.EVOLINK = {**settings.EVOLINK, key: value}
     assert "django_evolink.E005" in ids()
