@@ -26,10 +26,12 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.db.models import Count, Q
+from django.utils import timezone
 from rest_framework.renderers import BaseRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
 from .. import conf
+from ..background import sweep, watch
 from ..core import attention, live, services
 from ..core.models import ImageTask
 
@@ -75,20 +77,30 @@ class TaskStream:
         self.next_beat = now + self.heartbeat
         self.next_watch = now + self.watch_every
         self.done = False
+        self.polls_itself = False
 
     # ------------------------------------------------------------- database (sync)
 
-    def _version(self) -> tuple[tuple[int, int], str] | None:
+    def _version(self) -> tuple[tuple[int, int], str, Any] | None:
         row = (
             ImageTask.objects.filter(pk=self.task_id)
             .annotate(stored=Count("images", filter=~Q(images__file="")))
-            .values_list("updated_at", "stored", "status")
+            .values_list("updated_at", "stored", "status", "next_poll_at")
             .first()
         )
         if row is None:
             return None
-        updated_at, stored, status = row
-        return (int(updated_at.timestamp() * 1_000_000), stored), status
+        updated_at, stored, status, next_poll_at = row
+        return (int(updated_at.timestamp() * 1_000_000), stored), status, next_poll_at
+
+    def _poll_if_due(self, next_poll_at: Any) -> bool:
+        """No watch loop runs (no cluster, or ``sync`` mode): the stream polls its own task
+        when it is due, through the sweep's claim (one poll per interval however many
+        streams follow the task). Returns whether it polled."""
+        self.polls_itself = not watch.loop_alive()
+        if self.polls_itself and next_poll_at is not None and next_poll_at <= timezone.now():
+            return sweep.poll_watched_tasks(limit=1, task_ids=[self.task_id])["polled"] > 0
+        return False
 
     def step(self) -> bytes:
         """Look at the task once: the event to send (or b""); sets ``done`` at the end."""
@@ -97,7 +109,13 @@ class TaskStream:
         if current is None:  # deleted meanwhile (purge)
             self.done = True
             return b""
-        version, _status = current
+        version, _status, next_poll_at = current
+        if _status in ("pending", "processing") and self._poll_if_due(next_poll_at):
+            current = self._version()
+            if current is None:
+                self.done = True
+                return b""
+            version, _status, next_poll_at = current
         chunk = b""
         if self.last is None or version > self.last:
             task = ImageTask.objects.prefetch_related("images").filter(pk=self.task_id).first()
@@ -125,6 +143,8 @@ class TaskStream:
     def wait_time(self, channel_live: bool) -> float:
         now = time.monotonic()
         check = self.heartbeat if channel_live else self.poll_interval
+        if self.polls_itself:
+            check = min(check, attention.watch_interval())
         return max(0.0, min(self.end - now, self.next_beat - now, check))
 
     def beat(self) -> bytes:

@@ -112,7 +112,7 @@ def anything_due(now: datetime, *, all_tasks: bool = False) -> bool:
 
 def claim_batch(
     now: datetime, size: int, *, all_tasks: bool = False, exclude: set | frozenset = frozenset(),
-    watched_only: bool = False,
+    watched_only: bool = False, task_ids: list | None = None,
 ) -> tuple[uuid.UUID, list[ImageTask]]:
     """Lease up to ``size`` due tasks; returns ``(token, tasks)``.
 
@@ -121,7 +121,8 @@ def claim_batch(
     ``IMMEDIATE`` (``OPTIONS={"transaction_mode": "IMMEDIATE"}``) so that it takes the
     write lock before reading. Either way the UPDATE re-checks the lease, so a row is
     leased to one sweep only, and the tasks returned are those carrying our token.
-    ``watched_only``: only tasks someone watches (the watch loop's rounds).
+    ``watched_only``: only tasks someone watches (the watch loop's rounds); ``task_ids``:
+    only these tasks.
     """
     alias = _alias()
     token = uuid.uuid4()
@@ -130,6 +131,8 @@ def claim_batch(
         due &= Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True)
     if watched_only:
         due &= attention.watched(now)
+    if task_ids is not None:
+        due &= Q(pk__in=list(task_ids))
     with transaction.atomic(using=alias):
         qs = ImageTask.objects.using(alias).filter(due)
         if exclude:
@@ -378,13 +381,16 @@ def _requeue_downloads(now: datetime, counts: dict[str, int], cap: int) -> None:
 # ------------------------------------------------------------------------------ entry
 
 
-def poll_watched_tasks(limit: int | None = None) -> dict[str, int]:
-    """Poll the due tasks someone watches (one round of the watch loop); returns the
+def poll_watched_tasks(limit: int | None = None,
+                       task_ids: list | None = None) -> dict[str, int]:
+    """Poll the due tasks someone watches (one round of the watch loop; ``task_ids``: only
+    these, for an event stream that polls its own task when no loop runs); returns the
     counts of :data:`COUNT_KEYS`. Claims exactly like a sweep, so a task is polled once
     per interval whatever the number of loops, sweeps and viewers."""
     counts = dict.fromkeys(COUNT_KEYS, 0)
     cap = int(limit if limit is not None else conf.get("POLL_BATCH_SIZE"))
-    token, tasks = claim_batch(timezone.now(), max(1, cap), watched_only=True)
+    token, tasks = claim_batch(timezone.now(), max(1, cap), watched_only=True,
+                               task_ids=task_ids)
     counts["claimed"] = len(tasks)
     if not tasks:
         return counts

@@ -60,6 +60,11 @@ def _lease_seconds() -> int:
     return int(loop_seconds() + 60)
 
 
+def loop_alive() -> bool:
+    """True while a watch loop holds (or is handing over) its lease."""
+    return cache.get(LOOP_KEY) is not None
+
+
 def ensure_loop() -> bool:
     """Start the watch loop unless one is alive (or it is off). Returns True when a job
     was enqueued."""

@@ -260,3 +260,30 @@ def test_postgres_notify_wakes_the_stream_at_once(api, user, settings):
     timer.join()
     response.close()
     assert live.hub.wait_idle()  # the listener ends with the last stream
+
+
+# ------------------------------------------------- a stream polls when no loop runs
+
+
+@pytest.mark.django_db
+@pytest.mark.evolink_emulator(speed=10.0)
+def test_without_a_watch_loop_the_stream_polls_its_task_each_interval(
+    api, user, settings, evolink_emulator
+):
+    from tests.support.background import db_task, emulated_task, task_gets
+
+    settings.EVOLINK = {**settings.EVOLINK, "EVENTS_MAX_SECONDS": 15.0,
+                        "EVENTS_POLL_INTERVAL": 0.05, "EVENTS_CHANNEL": "poll",
+                        "WATCH_POLL_INTERVAL": 0.5, "MAX_RETRIES": 0}
+    remote = emulated_task(evolink_emulator, duration=30.0)  # 3 s of real time
+    task = db_task(remote.id, due_in=300, user=user)
+    started = time.monotonic()
+    events = [e for e in (parse(c) for c in api.get(events_url(task.pk)).streaming_content)
+              if e]
+    elapsed = time.monotonic() - started
+    values = [e["data"]["progress"] for e in events]
+    assert events[-1]["data"]["status"] == "completed" and values[-1] == 100
+    assert any(0 < v < 100 for v in values), values  # the bar moves on the way
+    assert values == sorted(values)
+    # one status request per watched interval (0.5 s), not one per database check
+    assert task_gets(evolink_emulator, remote.id) <= elapsed / 0.5 + 2
