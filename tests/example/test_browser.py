@@ -158,15 +158,31 @@ def _submit(browser, *, prompt: str, image: Path | None = None, n: int = 1) -> N
     browser.find_element("id", "submit").click()
 
 
+#: Records every value the progress bar shows, in order (window.progressSeen).
+WATCH_PROGRESS = """
+window.progressSeen = [];
+new MutationObserver(function () {
+  var value = document.getElementById("progress").getAttribute("aria-valuenow");
+  var seen = window.progressSeen;
+  if (value !== null && seen[seen.length - 1] !== value) { seen.push(value); }
+}).observe(document.getElementById("progress"), {attributes: true});
+"""
+
+
+# a dedicated emulator at 5x (a task runs ~6 s) so the progress has time to move
+@pytest.mark.evolink_emulator(speed=5.0)
 def test_page_submits_an_uploaded_image_and_shows_the_results(
-        browser, site, evolink_emulator, django_user_model, tmp_path):
+        browser, site, evolink_emulator, django_user_model, tmp_path, settings):
     django_user_model.objects.create_user("maria", "maria@example.com", PASSWORD)
     photo = _photo(tmp_path / "holiday.png")
+    settings.EVOLINK = {**settings.EVOLINK, "WATCH_POLL_INTERVAL": 0.5,
+                        "EVENTS_POLL_INTERVAL": 0.2}
 
     _log_in(browser, site.url, "maria", PASSWORD)
     _wait(browser, lambda d: d.find_elements("id", "task-form"), what="the page")
     _wait(browser, lambda d: "No tasks yet" in d.find_element("id", "recent").text,
           what="the empty task list")
+    browser.execute_script(WATCH_PROGRESS)
     _submit(browser, prompt="Turn the landscape into a watercolour painting at dusk",
             image=photo, n=2)
 
@@ -179,6 +195,10 @@ def test_page_submits_an_uploaded_image_and_shows_the_results(
     assert browser.find_element("id", "progress").get_attribute("aria-valuenow") == "100"
     assert "Done: 2 images." in browser.find_element("id", "status").text
     assert not _message(browser)
+    # the bar moved through intermediate values (the event stream), then reached 100
+    seen = [int(v) for v in browser.execute_script("return window.progressSeen")]
+    assert seen[-1] == 100 and seen == sorted(seen), seen
+    assert any(0 < v < 100 for v in seen), seen
 
     # the images really are displayed: loaded, with pixels, from the site's storage
     _wait(browser, lambda d: d.execute_script(

@@ -56,14 +56,17 @@
   }
   var PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
   var FINAL = ["completed", "failed", "cancelled"];
-  var POLL_MS = 1000;          // GET tasks/{id}/ every second while the task runs
-  var REFRESH_EVERY = 3;       // ... and every third tick ask Evolink now (POST refresh/)
+  // The task is followed through its event stream (GET tasks/{id}/events/, EventSource);
+  // without one (an old browser, a proxy that breaks streams) the page asks for the task
+  // with If-None-Match every POLL_MS: a 304 costs nothing, and each request keeps the task
+  // "watched", so the site polls Evolink every few seconds for it (no refresh/ needed).
+  var POLL_MS = 1500;
   var STORE_WAIT_TICKS = 60;   // after completion, wait this long for the stored copies
 
   var el = function (id) { return document.getElementById(id); };
   var submitButton = el("submit");
   var message = el("message");
-  var current = null;          // {id, ticks, timer, refreshBlockedUntil}
+  var current = null;          // {id, storeTicks, timer, source, etag}
 
   function fmt(template, value) {
     return template.replace("%s", value === undefined ? "" : String(value)).replace("%%", "%");
@@ -72,7 +75,7 @@
     return form.querySelector("input[name=csrfmiddlewaretoken]").value;
   }
   function detailUrl(id) { return form.dataset.detailUrl.replace(PLACEHOLDER, id); }
-  function refreshUrl(id) { return form.dataset.refreshUrl.replace(PLACEHOLDER, id); }
+  function eventsUrl(id) { return form.dataset.eventsUrl.replace(PLACEHOLDER, id); }
 
   function showMessage(text, kind) {
     message.textContent = text;
@@ -431,16 +434,55 @@
   }
 
   function follow(task) {
-    if (current && current.timer) { clearTimeout(current.timer); }
-    current = {id: task.id, ticks: 0, storeTicks: 0, refreshBlockedUntil: 0, timer: null};
+    stopFollowing();
+    current = {id: task.id, storeTicks: 0, timer: null, source: null, etag: null};
     showTask(task);
-    schedule(task);
+    if (FINAL.indexOf(task.status) < 0 && window.EventSource && form.dataset.eventsUrl) {
+      listen(current, task);
+    } else {
+      schedule(task);
+    }
+  }
+
+  function stopFollowing() {
+    if (!current) { return; }
+    if (current.timer) { clearTimeout(current.timer); }
+    if (current.source) { current.source.close(); }
   }
 
   function needsMore(task) {
     if (FINAL.indexOf(task.status) < 0) { return true; }
     if (task.status !== "completed") { return false; }
     return !task.images.every(function (i) { return i.url; });
+  }
+
+  // The event stream: an event "task" at once and after every change. It ends after the
+  // final status; the images are stored a moment later, which conditional polling waits for.
+  function listen(mine, task) {
+    var last = task;
+    var source = new EventSource(eventsUrl(mine.id));
+    mine.source = source;
+    source.addEventListener("task", function (event) {
+      if (mine !== current) { source.close(); return; }
+      var data;
+      try { data = JSON.parse(event.data); } catch (e) { return; }
+      var ended = FINAL.indexOf(data.status) >= 0 && FINAL.indexOf(last.status) < 0;
+      last = data;
+      showTask(data);
+      if (FINAL.indexOf(data.status) >= 0) {
+        source.close();
+        mine.source = null;
+        if (ended) { loadRecent(); }
+        schedule(data);
+      }
+    });
+    source.addEventListener("error", function () {
+      // EventSource reconnects by itself (after the server's time limit, a network
+      // hiccup); when it gave up (an HTTP error), ask for the task instead
+      if (mine !== current || source.readyState !== EventSource.CLOSED) { return; }
+      mine.source = null;
+      schedule(last);
+    });
   }
 
   function schedule(task) {
@@ -450,37 +492,34 @@
     mine.timer = setTimeout(function () { poll(mine, task); }, POLL_MS);
   }
 
+  // GET tasks/{id}/ with If-None-Match: 304 while nothing changed.
   function poll(mine, last) {
     if (mine !== current) { return; }
-    mine.ticks += 1;
-    var active = last.status === "pending" || last.status === "processing";
-    var refresh = active && mine.ticks % REFRESH_EVERY === 0 && Date.now() > mine.refreshBlockedUntil;
-    var request = refresh ? api("POST", refreshUrl(mine.id)) : api("GET", detailUrl(mine.id));
-    request.then(function (answer) {
-      if (mine !== current) { return; }
-      if (answer.status === 200) {
-        showTask(answer.data);
-        if (FINAL.indexOf(answer.data.status) >= 0 && FINAL.indexOf(last.status) < 0) {
-          loadRecent();
-        }
-        schedule(answer.data);
-        return;
-      }
-      if (refresh && answer.status !== 404) {
-        // asking Evolink failed (throttled, Evolink down): keep reading the stored task
-        var wait = parseInt((answer.headers.get("Retry-After") || "10"), 10);
-        mine.refreshBlockedUntil = Date.now() + wait * 1000;
-        if (answer.status !== 429) { el("status").textContent = T.refresh_failed; }
-        if (answer.data && answer.data.task) { showTask(answer.data.task); }
-        schedule((answer.data && answer.data.task) || last);
-        return;
-      }
-      showApiError(answer);
-    }, function () {
-      if (mine !== current) { return; }
-      el("status").textContent = T.network;
-      schedule(last);
-    });
+    var headers = {"Accept": "application/json"};
+    if (mine.etag) { headers["If-None-Match"] = mine.etag; }
+    fetch(detailUrl(mine.id), {credentials: "same-origin", headers: headers})
+      .then(function (response) {
+        if (mine !== current) { return; }
+        if (response.status === 304) { schedule(last); return; }
+        return response.text().then(function (text) {
+          var data = null;
+          try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+          if (response.status !== 200 || !data) {
+            showApiError({status: response.status, data: data, headers: response.headers});
+            return;
+          }
+          mine.etag = response.headers.get("ETag");
+          showTask(data);
+          if (FINAL.indexOf(data.status) >= 0 && FINAL.indexOf(last.status) < 0) {
+            loadRecent();
+          }
+          schedule(data);
+        });
+      }, function () {
+        if (mine !== current) { return; }
+        el("status").textContent = T.network;
+        schedule(last);
+      });
   }
 
   // ---- recent tasks -----------------------------------------------------------------
