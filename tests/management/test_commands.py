@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import threading
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
+from django_evolink.background import watch
+from django_evolink.background.downloads import download_task_images
 from django_evolink.models import GeneratedImage, ImageTask, Status, TaskEvent
 from tests.conftest import make_image_bytes
 from tests.support.background import db_task, emulated_task
@@ -40,6 +45,48 @@ def test_submit_local_file_wait_prints_stored_paths(fast, tmp_path, settings):
     assert fast.requests.count("POST", "/api/v1/files/upload/stream") == 1
     stored = [i.file.path for i in task.images.order_by("index")]
     assert len(stored) == 2 and all(p in out for p in stored)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.evolink_emulator(speed=10.0)
+def test_submit_wait_with_a_cluster_watches_the_task_and_shows_real_progress(
+    evolink_emulator, tmp_path, settings
+):
+    """With a cluster (not sync) --wait marks the task watched: the watch loop (run here in
+    a thread, as a worker would) polls it every WATCH_POLL_INTERVAL, so the bar moves."""
+    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "WATCH_POLL_INTERVAL": 0.5}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    evolink_emulator.task_duration = 30.0  # 3 s of real time at 10x
+    path = tmp_path / "in.png"
+    path.write_bytes(make_image_bytes(600, 600))
+    stop = threading.Event()
+
+    def worker() -> None:  # the cluster: the watch loop, and the download jobs
+        try:
+            while not stop.is_set():
+                watch.run_watch_loop(max_seconds=1.0, continue_after=False)
+                for pk in ImageTask.objects.filter(status=Status.COMPLETED,
+                                                   images_stored_at__isnull=True) \
+                        .values_list("pk", flat=True):
+                    download_task_images(pk)
+                stop.wait(0.1)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    out = StringIO()
+    try:
+        call_command("evolink_submit", "--prompt", "a cat", "--image", str(path), "--wait",
+                     "--interval", "0.2", "--timeout", "20", stdout=out, stderr=StringIO())
+    finally:
+        stop.set()
+        thread.join()
+    task = ImageTask.objects.get()
+    assert task.status == Status.COMPLETED and task.watched_until is not None
+    shown = [int(v) for v in re.findall(r"(\d+)% processing", out.getvalue())]
+    assert any(0 < v < 100 for v in shown), out.getvalue()  # not 0 % then 100 %
+    assert "100% completed" in out.getvalue()
 
 
 def test_submit_refuses_bad_local_file_and_missing_path(fast, tmp_path):

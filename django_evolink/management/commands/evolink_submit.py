@@ -130,6 +130,9 @@ class Command(BaseCommand):
                 except EvolinkError as exc:
                     self.stderr.write(_("Status check failed: %(error)s") % {"error": exc})
             else:
+                # the cluster polls it: watched, every WATCH_POLL_INTERVAL (the watch loop)
+                # rather than at the sweep's minute tick
+                services.watch_task(task)
                 task.refresh_from_db()
             line = progress_bar(task.progress, task.status)
             if line != last or tty:
