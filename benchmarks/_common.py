@@ -130,9 +130,11 @@ class EmulatorProcess:
     """The emulator in a subprocess (``_emulator_proc.py``); ``.url``, ``.control(...)``."""
 
     def __init__(self, tasks: int = 0, latency: dict[str, float] | None = None,
-                 allow_insecure_callbacks: bool = False) -> None:
+                 allow_insecure_callbacks: bool = False, duration: float | None = None) -> None:
         cmd = [sys.executable, str(ROOT / "benchmarks" / "_emulator_proc.py"),
                "--tasks", str(tasks)]
+        if duration is not None:
+            cmd += ["--duration", str(duration)]
         for endpoint, seconds in (latency or {}).items():
             cmd += ["--latency", f"{endpoint}={seconds}"]
         if allow_insecure_callbacks:
@@ -142,7 +144,10 @@ class EmulatorProcess:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("the emulator process did not start")
-        self.url: str = json.loads(line)["url"]
+        started = json.loads(line)
+        self.url: str = started["url"]
+        #: Emulator time (Unix seconds) at which the preloaded tasks were created.
+        self.created: float = started.get("created", 0.0)
         import requests
 
         self.http = requests.Session()

@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=0, help="unfinished tasks to preload")
     parser.add_argument("--latency", action="append", default=[], metavar="ENDPOINT=SECONDS")
     parser.add_argument("--allow-insecure-callbacks", action="store_true")
+    parser.add_argument("--duration", type=float, default=5e6,
+                        help="emulated seconds of each preloaded task (default ~2 months)")
     args = parser.parse_args()
 
     emu = Emulator(credits=1e9, allow_insecure_callbacks=args.allow_insecure_callbacks)
@@ -44,7 +46,7 @@ def main() -> None:
             id=TASK_ID.format(i), status="processing", progress=1,
             model="wan2.5-image-to-image", prompt="benchmark", n=1,
             image_urls=["https://example.com/in.png"], callback_url=None, created=now - 10,
-            duration=5e6, credits_reserved=1.2, base_url="",
+            duration=args.duration, credits_reserved=1.2, base_url="",
         ))
     for item in args.latency:
         endpoint, _, seconds = item.partition("=")
@@ -52,7 +54,7 @@ def main() -> None:
     emu.start()
     for task in emu.tasks.values():
         task.base_url = emu.url
-    print(json.dumps({"url": emu.url}), flush=True)
+    print(json.dumps({"url": emu.url, "created": now - 10}), flush=True)
     sys.stdin.read()  # until the parent closes the pipe (or dies)
     emu.stop()
 

@@ -1,4 +1,4 @@
-"""Run the six benchmarks, one subprocess each, and print one table.
+"""Run the benchmarks, one subprocess each, and print one table.
 
     python benchmarks/run_all.py            # the full run (`make bench`), ~6-8 minutes
     python benchmarks/run_all.py --quick    # tiny sizes, seconds (the smoke test)
@@ -31,6 +31,8 @@ BENCHMARKS = [
     ("downloads", "bench_downloads.py"),
     ("submit", "bench_submit.py"),
     ("validation", "bench_validation.py"),
+    ("live", "bench_live.py"),
+    ("events", "bench_events.py"),
 ]
 
 

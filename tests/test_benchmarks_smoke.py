@@ -99,3 +99,15 @@ def test_validation_benchmark(tmp_path):
     assert figure(rows, "validation", "bare DRF serializer")["value"] > 0
     per_model = [r for r in rows if r["measure"].startswith("create body ")]
     assert len(per_model) == 54 and all(r["baseline"] for r in per_model)
+
+
+def test_live_benchmark(tmp_path):
+    rows = run_script("bench_live.py", tmp_path, "--database", "sqlite")
+    assert figure(rows, "live", "watched tasks polled more than the policy")["met"] is True
+    assert figure(rows, "live", "GETs: task with 10 viewers")["met"] is True
+
+
+def test_events_benchmark(tmp_path):
+    rows = run_script("bench_events.py", tmp_path, "--database", "sqlite")
+    assert figure(rows, "event streams", "threads added")["met"] is True
+    assert figure(rows, "event streams", "events delivered")["value"] > 0
