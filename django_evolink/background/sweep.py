@@ -73,6 +73,11 @@ COUNT_KEYS = (
     "downloads_enqueued",  # tasks whose result downloads were enqueued again
 )
 
+#: Counts worth an INFO line ("sweep: ..."): a task ended here (its callback did not come)
+#: or something failed. Sweeps that only claimed and polled running tasks log at DEBUG.
+NOTABLE_COUNTS = ("completed", "failed", "errors", "skipped", "submits_abandoned",
+                  "downloads_enqueued")
+
 _ACTIVE = sorted(ACTIVE_STATUSES)
 _FINAL = sorted(FINAL_STATUSES)
 
@@ -425,5 +430,9 @@ def run_sweep(all_tasks: bool = False, limit: int | None = None) -> dict[str, in
                 executor.shutdown(wait=True)
     _requeue_downloads(timezone.now(), counts, max(cap, 1))
     if any(counts.values()):
-        logger.info("sweep: %s", ", ".join(f"{k}={v}" for k, v in counts.items() if v))
+        # INFO only when the sweep did what callbacks should have (finished a task) or
+        # something went wrong; claiming and polling running tasks is routine (DEBUG).
+        notable = any(counts.get(key) for key in NOTABLE_COUNTS)
+        logger.log(logging.INFO if notable else logging.DEBUG, "sweep: %s",
+                   ", ".join(f"{k}={v}" for k, v in counts.items() if v))
     return counts

@@ -51,6 +51,7 @@ from urllib3.exceptions import NewConnectionError
 from .. import __version__, conf
 from ..exceptions import (
     EvolinkAPIError,
+    EvolinkAuthenticationError,
     EvolinkConfigurationError,
     EvolinkConnectionError,
     EvolinkError,
@@ -153,6 +154,17 @@ def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
         if isinstance(reason, NewConnectionError):
             return True
     return False
+
+
+def _log_refused_key(error: EvolinkAuthenticationError, method: str, path: str) -> None:
+    """Say where the key comes from when Evolink refuses it (never the key itself)."""
+    logger.error(
+        "Evolink refused the API key (HTTP %s authentication_error) on %s %s: check "
+        "EVOLINK['API_KEY'] in settings or the EVOLINK_API_KEY environment variable (a "
+        "key from the Evolink dashboard starts with 'sk-evo-'; a revoked or mistyped one is "
+        "refused like this).",
+        error.status, method, path,
+    )
 
 
 class EvolinkClient:
@@ -343,6 +355,8 @@ class EvolinkClient:
             # Raised outside the except block: no exception context (which would hold
             # the requests exception and, through it, the request headers) is attached.
             if not failure.retryable or attempt >= self.max_retries:
+                if isinstance(failure.error, EvolinkAuthenticationError):
+                    _log_refused_key(failure.error, method, path)
                 raise failure.error
             wait = self._wait_for(attempt, failure.retry_after)
             logger.debug(

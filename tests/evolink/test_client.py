@@ -913,7 +913,8 @@ def test_debug_logs_method_path_status_and_never_the_key(rsps, client, caplog):
     expect(EvolinkAuthenticationError, create, client)
     records = [r for r in caplog.records if r.name == "django_evolink.client"]
     messages = [r.getMessage() for r in records]
-    assert all(r.levelno == logging.DEBUG for r in records)
+    assert all(r.levelno == logging.DEBUG for r in records
+               if "refused the API key" not in r.getMessage())
     assert any(f"GET /v1/tasks/{samples.TASK_ID} -> 503 in" in m for m in messages)
     assert any(f"GET /v1/tasks/{samples.TASK_ID} -> EvolinkTimeoutError in" in m for m in messages)
     assert any(f"GET /v1/tasks/{samples.TASK_ID} -> 200 in" in m for m in messages)
@@ -922,6 +923,27 @@ def test_debug_logs_method_path_status_and_never_the_key(rsps, client, caplog):
     assert KEY not in caplog.text
     assert "Bearer" not in caplog.text
     assert "Authorization" not in caplog.text
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_logs_where_the_key_is_set_and_never_the_key(rsps, client, caplog, status):
+    caplog.set_level(logging.INFO)
+    rsps.post(CREATE_URL, status=status,
+              json=samples.error_answer(status, "authentication_error", f"Invalid key {KEY}"))
+    expect(EvolinkAuthenticationError, create, client)
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.ERROR
+    assert "EVOLINK_API_KEY" in record.getMessage()
+    assert "EVOLINK['API_KEY']" in record.getMessage()
+    assert f"HTTP {status} authentication_error" in record.getMessage()
+    assert KEY not in caplog.text and KEY[-6:] not in caplog.text
+
+
+def test_other_refusals_do_not_blame_the_key(rsps, client, caplog):
+    caplog.set_level(logging.INFO)
+    rsps.post(CREATE_URL, status=403, json=samples.error_answer(403, "permission_error"))
+    expect(EvolinkPermissionError, create, client)
+    assert "EVOLINK_API_KEY" not in caplog.text
 
 
 def test_every_kind_of_error_leaks_nothing(rsps, settings, monkeypatch):
