@@ -11,10 +11,10 @@
 | W003 | warning | django-q2 ``retry`` is not larger than ``timeout`` (tasks run twice) |
 | W004 | warning | the recurring poll schedule is missing |
 | E006 | error | ``MODELS`` or ``DEFAULT_MODEL`` names a model that is not an allowed image model |
-| W010 | warning | an ``http://`` ``CALLBACK_BASE_URL`` (allowed by ``ALLOW_PRIVATE_URLS``): only the emulator calls it |
-| W011 | warning | file storage without ``MEDIA_ROOT``/``MEDIA_URL``: stored results would not be served |
+| W010 | warning | an ``http://`` ``CALLBACK_BASE_URL`` (``ALLOW_PRIVATE_URLS``): emulator only |
+| W011 | warning | file storage without ``MEDIA_ROOT``/``MEDIA_URL``: results not served |
 | W012 | warning | the storage's URLs fall under the app's own URL prefix (they would 404) |
-| W013 | warning | django-q2 ``timeout``/``retry`` missing, or ``timeout`` shorter than a job can take |
+| W013 | warning | django-q2 ``timeout``/``retry`` missing, or ``timeout`` shorter than a job |
 """
 
 from __future__ import annotations
