@@ -13,7 +13,8 @@ What happens to a block depends on the HTML comment on the line before it (optio
     must exist (``services.create_task``); every call of an imported callable must fit its
     signature (keyword names, argument counts); and settings written in it (``EVOLINK``,
     ``Q_CLUSTER``, ``INSTALLED_APPS``, ``DATABASES``, ``urlpatterns``) are evaluated and
-    checked: known ``EVOLINK`` keys, ``Q_CLUSTER['retry']`` above ``timeout``, installable
+    checked: known ``EVOLINK`` keys, ``Q_CLUSTER`` passing the system checks W003/W013
+    (``retry`` above ``timeout``, ``timeout`` above the longest job), installable
     apps, importable URL modules. ``...`` is fine as a placeholder.
 ``<!-- snippet: skip -->``
     Compiled only (pseudo code, a shell session written as Python, ...).
@@ -170,7 +171,9 @@ def _check_names_and_calls(snippet: Snippet, tree: ast.Module, ns: dict[str, Any
 
 
 def _check_settings(snippet: Snippet, tree: ast.Module, ns: dict[str, Any]) -> None:
-    from django_evolink import conf
+    from django.test import override_settings
+
+    from django_evolink import checks, conf
 
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1
@@ -188,9 +191,12 @@ def _check_settings(snippet: Snippet, tree: ast.Module, ns: dict[str, Any]) -> N
             if unknown:
                 _fail(snippet, node, f"EVOLINK has unknown keys {unknown}")
         elif name == "Q_CLUSTER":
-            timeout, retry = value.get("timeout"), value.get("retry")
-            if timeout is not None and retry is not None and retry <= timeout:
-                _fail(snippet, node, "Q_CLUSTER['retry'] must be larger than 'timeout' (W003)")
+            # django-evolink's own checks (W003, W013), for the EVOLINK written beside it
+            # (else the defaults: every model allowed): what `manage.py check` would say
+            with override_settings(Q_CLUSTER=value, EVOLINK=ns.get("EVOLINK") or {}):
+                said = checks.check_django_q()
+            if said:
+                _fail(snippet, node, "; ".join(f"{m.id}: {m.msg} ({m.hint})" for m in said))
         elif name == "INSTALLED_APPS":
             for app in value:
                 module = app.split(".apps.")[0] if isinstance(app, str) else None
