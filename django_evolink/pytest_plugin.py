@@ -20,7 +20,9 @@ Fixtures:
     queues with ``transaction.on_commit`` (result downloads, submissions) runs when the
     code's transaction commits, as in production; django-q2 runs jobs inline
     (``Q_CLUSTER["sync"] = True``); ``MEDIA_ROOT`` is a fresh directory below the test's
-    ``tmp_path``. Returns the emulator.
+    ``tmp_path``; ``CALLBACK_BASE_URL`` is None (the emulator never calls the origin of
+    your settings; set it to ``live_server.url`` in a test of callbacks). Returns the
+    emulator.
 
 ``image_url``
     The URL of a generated 512×512 PNG uploaded to the test's emulator (through its files
@@ -137,16 +139,21 @@ def evolink_media_root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def evolink(request: pytest.FixtureRequest, evolink_emulator: Any,
+def evolink(request: pytest.FixtureRequest, transactional_db: None, evolink_emulator: Any,
             evolink_media_root: Path) -> Any:
-    """The emulator, with work queued on commit really run and django-q2 inline."""
+    """The emulator, with work queued on commit really run and django-q2 inline.
+
+    ``transactional_db`` is a parameter (not requested later) so that pytest-django sees
+    it before it sets up the database: on_commit callbacks then run when the code commits
+    (inside the default ``django_db`` they would wait for a commit the test's rollback
+    never makes).
+    """
     settings = _django_settings(request)
     assert settings is not None  # evolink_media_root said it otherwise
-    # A transactional test database: on_commit callbacks run when the code commits
-    # (inside pytest-django's default django_db they would wait for a commit that the
-    # test's rollback never makes).
-    request.getfixturevalue("transactional_db")
     settings.Q_CLUSTER = {**(getattr(settings, "Q_CLUSTER", None) or {}), "sync": True}
+    # Never let the emulator call the production origin of the settings: a test that
+    # wants callbacks sets CALLBACK_BASE_URL to live_server.url itself.
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": None}
     return evolink_emulator
 
 

@@ -18,6 +18,9 @@ What happens to a block depends on the HTML comment on the line before it (optio
     apps, importable URL modules. ``...`` is fine as a placeholder.
 ``<!-- snippet: skip -->``
     Compiled only (pseudo code, a shell session written as Python, ...).
+``<!-- snippet: site-file PATH -->``
+    Compiled here; written to PATH of a brand-new site whose own pytest run must pass
+    (``tests/docs/test_testing_page.py``; any fence language, e.g. ``ini``).
 
 A failure names the file and line of the block (and of the offending line).
 """
@@ -40,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = (sorted((ROOT / "docs").glob("*.md")) + sorted((ROOT / "docs" / "ja").glob("*.md"))
          + [ROOT / "README.md"])
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(python|py|python3)\s*$")
-MARKER = re.compile(r"^\s*<!--\s*snippet:\s*([a-z-]+)\s*-->\s*$")
-MODES = ("run", "skip")
+MARKER = re.compile(r"^\s*<!--\s*snippet:\s*([a-z-]+)(?:\s+(\S+))?\s*-->\s*$")
+MODES = ("run", "skip", "site-file")
 SETTINGS_NAMES = ("EVOLINK", "Q_CLUSTER", "INSTALLED_APPS", "DATABASES", "urlpatterns")
 
 
@@ -50,7 +53,8 @@ class Snippet:
     path: Path
     line: int  # line of the first code line in the file (1-based)
     source: str
-    mode: str  # "check", "run" or "skip"
+    mode: str  # "check", "run", "skip" or "site-file"
+    arg: str = ""  # the path of a "site-file" block
 
     @property
     def where(self) -> str:
@@ -78,12 +82,13 @@ def collect(path: Path) -> list[Snippet]:
         previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marker = MARKER.match(previous)
         mode = marker.group(1) if marker else "check"
+        arg = (marker.group(2) or "") if marker else ""
         body, j = [], i + 1
         while j < len(lines) and not lines[j].strip().startswith(fence):
             line = lines[j]
             body.append(line[len(indent):] if line.startswith(indent) else line)
             j += 1
-        snippets.append(Snippet(path, i + 2, "\n".join(body) + "\n", mode))
+        snippets.append(Snippet(path, i + 2, "\n".join(body) + "\n", mode, arg))
         i = j + 1
     return snippets
 
@@ -211,8 +216,8 @@ def test_snippet(snippet: Snippet):
     except SyntaxError as exc:
         pytest.fail(f"{exc.filename}:{exc.lineno}: {exc.msg}\n    {(exc.text or '').strip()}",
                     pytrace=False)
-    if snippet.mode == "skip":
-        return
+    if snippet.mode in ("skip", "site-file"):
+        return  # site-file blocks run for real in a fresh site: test_testing_page.py
     tree = snippet.tree()
     ns = _base_namespace()
     imported = _run_imports(snippet, tree, ns)
