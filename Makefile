@@ -24,7 +24,7 @@ $(STAMP): $(PY) pyproject.toml
 DEMO_STAMP := $(VENV)/.demo-installed
 $(DEMO_STAMP): $(PY) pyproject.toml
 	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then \
-		echo "[demo] using the installed [dev] environment"; \
+		echo "[demo] using the development environment of make install"; \
 	else \
 		echo "[demo] installing django-evolink and its dependencies into $(VENV) ..."; \
 		$(PY) -m pip install --quiet --disable-pip-version-check -e .; \
