@@ -18,7 +18,7 @@ def test_evolink_runs_on_commit_work_and_isolates_media(evolink, tmp_path, setti
         transaction.on_commit(lambda: ran.append("after commit"))
         assert ran == []  # still inside the transaction
     assert ran == ["after commit"]  # the plain django_db fixture would never run it
-    assert django_settings.MEDIA_ROOT == str(tmp_path / "evolink-media")
+    assert str(tmp_path / "evolink-media") == django_settings.MEDIA_ROOT
     assert (tmp_path / "evolink-media").is_dir()
     assert settings.Q_CLUSTER["sync"] is True
     assert settings.EVOLINK["CALLBACK_BASE_URL"] is None
