@@ -115,6 +115,17 @@ def test_media_is_served_only_in_development(client, settings, tmp_path):
     assert client.get("/media/a.txt").status_code == 404
 
 
+def test_favicon_is_the_demos_icon(client, settings):
+    """Browsers ask every page's /favicon.ico (the admin's too): not a 404."""
+    from django.contrib.staticfiles import finders
+
+    use_example_site(settings)
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 302 and answer["Location"] == "/static/demo/favicon.svg"
+    icon = finders.find("demo/favicon.svg")
+    assert icon and "<svg" in open(icon, encoding="utf-8").read()
+
+
 # --- the emulator started in the web process (manage.py runserver by hand) ---------------
 
 def _free_port() -> int:
