@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .core import EmulatorCore
-from .http import CONTROL_PREFIX
 from .faults import CANCELLED_CODE, check_fail_code
+from .http import CONTROL_PREFIX
 from .lifecycle import Lifecycle
 from .state import Task
 

@@ -454,7 +454,8 @@ class EvolinkClient:
         ):
             # The files API answers {"success": false, "code": ..., "msg": ...}.
             return error_class_for(status, None)(
-                redact(message, self._api_key), status=status, retry_after=retry_after, body=body
+                redact(message, self._api_key), status=status, retry_after=retry_after,
+                param=_str_or_none(body.get("param")), body=body,
             )
         if not text.strip():
             message = f"Evolink answered HTTP {status} with an empty body"

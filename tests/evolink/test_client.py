@@ -188,7 +188,15 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 
 @pytest.mark.parametrize("status", ["pending", "processing", "completed", "failed", "cancelled"])
 def test_task_answer_matches_schema(status):
-    _validator("task").validate(samples.task_answer(status=status))
+    error = ({"code": "service_error", "message": "The service failed"}
+             if status in ("failed", "cancelled") else None)
+    _validator("task").validate(samples.task_answer(status=status, error=error))
+
+
+def test_a_failed_task_without_its_error_object_breaks_the_schema():
+    # Evolink's failed tasks always carry error {code, message} (evolink-api.md §7)
+    with pytest.raises(jsonschema.ValidationError, match="'error' is a required property"):
+        _validator("task").validate(samples.task_answer(status="failed"))
 
 
 def test_task_answer_with_results_and_seed_example_match_schema():
