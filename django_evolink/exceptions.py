@@ -9,7 +9,7 @@ own text, and :func:`redact` scrubs anything that looks like a key.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -263,7 +263,7 @@ def error_class_for(status: int, error_type: str | None) -> type[EvolinkAPIError
     return EvolinkAPIError
 
 
-def is_unknown_task(exc: BaseException) -> bool:
+def is_unknown_task(exc: BaseException) -> TypeGuard[EvolinkAPIError]:
     """True when a task query's error means Evolink does not know the task and never will:
     404 (unknown or expired) or 400 on ``param: task_id`` (a malformed id)."""
     if isinstance(exc, EvolinkNotFoundError):
