@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -123,7 +124,7 @@ def test_favicon_is_the_demos_icon(client, settings):
     answer = client.get("/favicon.ico")
     assert answer.status_code == 302 and answer["Location"] == "/static/demo/favicon.svg"
     icon = finders.find("demo/favicon.svg")
-    assert icon and "<svg" in open(icon, encoding="utf-8").read()
+    assert icon and "<svg" in Path(icon).read_text(encoding="utf-8")
 
 
 # --- the emulator started in the web process (manage.py runserver by hand) ---------------
