@@ -238,15 +238,17 @@ def test_page_explains_every_error_the_api_answers(
     # 503: Evolink says 402, the site is out of credits
     evolink_emulator.set_credits(0)
     _submit(browser, prompt="A poster of the street", image=photo)
-    _wait(browser, lambda d: "Out of credits" in _message(d), what="the out-of-credits message")
+    _wait(browser, lambda d: "no credits left" in _message(d), what="the out-of-credits message")
+    assert _message(browser).count("image service") == 1, _message(browser)  # said once
     evolink_emulator.set_credits(1000)
     browser.find_element("id", "image1").clear()
 
     # 502: Evolink keeps failing (5xx after the client's retries)
     evolink_emulator.faults.add_error("create", 503, count=20)
     _submit(browser, prompt="A poster of the street", image=photo)
-    _wait(browser, lambda d: "down or not configured" in _message(d),
+    _wait(browser, lambda d: "could not be reached" in _message(d),
           what="the Evolink-down message")
+    assert _message(browser).count("image service") == 1, _message(browser)  # said once
     evolink_emulator.faults.clear()
     browser.find_element("id", "image1").clear()
 

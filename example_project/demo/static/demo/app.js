@@ -19,10 +19,10 @@
     no_images: gettext("Choose one or two image files, or paste one or two image URLs."),
     no_prompt: gettext("Write a prompt: what the new images should show."),
     out_of_credits: gettext("Out of credits: the image service has no credits left for " +
-                            "this site. Try again later. (%s)"),
+                            "this site. Try again later."),
     rate_limited: gettext("Too many requests: please wait %s seconds before trying again."),
     evolink_down: gettext("The image service (Evolink) is down or not configured " +
-                          "correctly: %s"),
+                          "correctly."),
     server_error: gettext("The site failed to answer (HTTP %s). Try again later."),
     refresh_failed: gettext("Could not ask Evolink for news just now; still waiting…"),
     task_failed: gettext("The task failed: %s"),
@@ -151,8 +151,10 @@
         showMessage(fmt(T.rate_limited, wait));
         blockSubmit(wait);
         break;
-      case 502: showMessage(fmt(T.evolink_down, detail)); break;
-      case 503: showMessage(fmt(T.out_of_credits, detail)); break;
+      // the API's own sentence when it sent one (it says what happened, in the page's
+      // language); the page's only when it did not: never the two run together
+      case 502: showMessage(detail || T.evolink_down); break;
+      case 503: showMessage(detail || T.out_of_credits); break;
       default: showMessage(fmt(T.server_error, answer.status));
     }
     if (data.task) { showTask(data.task); loadRecent(); }
