@@ -9,6 +9,7 @@ and the statements the check adds to a create.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from decimal import Decimal
 from unittest import mock
 
@@ -47,10 +48,14 @@ def rsps():
         yield r
 
 
+_ids = itertools.count(1)
+
+
 def answers(rsps, count: int, credits: float = 1.2) -> None:
     """``count`` create answers, each a new Evolink task reserving ``credits``."""
-    for i in range(count):
-        rsps.post(CREATE, json=task_answer(id=f"task-unified-{i}", credits_reserved=credits))
+    for _ in range(count):
+        rsps.post(CREATE, json=task_answer(id=f"task-unified-{next(_ids)}",
+                                           credits_reserved=credits))
 
 
 def set_limits(settings, **values) -> None:
