@@ -17,8 +17,8 @@
 from __future__ import annotations
 
 import difflib
-from decimal import Decimal
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 

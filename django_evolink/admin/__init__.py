@@ -12,9 +12,9 @@ count (:class:`EstimatedCountPaginator`) and filters that do not scan the table 
 their choices. See ``docs/admin.md``.
 
 Modules, by what staff look at: :mod:`.tasks`, :mod:`.events`, :mod:`.images` (the
-three admins), :mod:`.usage` (the usage view, with who is near a spending limit), :mod:`.prices` (the
-price table), :mod:`.actions` (what staff can do),
-:mod:`.balance`, :mod:`.filters`, :mod:`.display`, :mod:`.pagination` and :mod:`.base`.
+three admins), :mod:`.usage` (the usage view, with who is near a spending limit),
+:mod:`.prices` (the price table), :mod:`.actions` (what staff can do), :mod:`.balance`,
+:mod:`.filters`, :mod:`.display`, :mod:`.pagination` and :mod:`.base`.
 Django's autodiscovery imports this package, which registers the admins.
 """
 

@@ -15,9 +15,9 @@ from unittest import mock
 
 import pytest
 import responses
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.contrib.auth.models import Group
 from django.utils import translation
 
 from django_evolink import services, signals
@@ -204,6 +204,11 @@ def test_a_task_whose_answer_was_lost_still_counts(rsps, settings, user):
         create(user)
 
 
+def at(moment: dt.datetime):
+    """The clock stopped at ``moment`` (what ``timezone.now()`` answers)."""
+    return mock.patch("django.utils.timezone.now", return_value=moment)
+
+
 def test_rolling_24_hours_across_midnight(rsps, settings, user):
     """Credits reserved at 23:30 still count at 00:30 the next day (a calendar day would
     have started afresh) and are released at 23:30 + 24 h."""
@@ -212,16 +217,14 @@ def test_rolling_24_hours_across_midnight(rsps, settings, user):
     answers(rsps, 2)
     ImageTask.objects.filter(pk=create(user).pk).update(created_at=late)
     after_midnight = late + dt.timedelta(hours=1)
-    with mock.patch("django.utils.timezone.now", return_value=after_midnight):
-        with pytest.raises(EvolinkLimitExceededError) as info:
-            create(user)
+    with at(after_midnight), pytest.raises(EvolinkLimitExceededError) as info:
+        create(user)
     assert info.value.retry_after == 23 * 3600
     just_before = late + limits.WINDOW - dt.timedelta(seconds=1)
-    with mock.patch("django.utils.timezone.now", return_value=just_before):
-        with pytest.raises(EvolinkLimitExceededError) as info:
-            create(user)
+    with at(just_before), pytest.raises(EvolinkLimitExceededError) as info:
+        create(user)
     assert info.value.retry_after == 1
-    with mock.patch("django.utils.timezone.now", return_value=late + limits.WINDOW):
+    with at(late + limits.WINDOW):
         assert create(user).status == Status.PENDING
 
 
@@ -371,9 +374,8 @@ def test_limit_exceeded_is_signalled(rsps, settings, user):
 def test_the_refusal_is_translated(rsps, settings, user):
     set_limits(settings, CREDITS_PER_DAY=1, DEFAULT_IMAGE_CREDITS=2)
     for language in ("ja", "zh-hans"):
-        with translation.override(language):
-            with pytest.raises(EvolinkLimitExceededError) as info:
-                create(user)
+        with translation.override(language), pytest.raises(EvolinkLimitExceededError) as info:
+            create(user)
         assert "Limit reached" not in str(info.value)
         assert "2" in str(info.value)
 
