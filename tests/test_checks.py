@@ -103,3 +103,27 @@ def test_explicit_none_api_key_falls_back_to_environment(settings, monkeypatch):
     settings.EVOLINK = {"API_KEY": None}
     assert conf.api_key() == "sk-evo-env-only"
     assert "django_evolink.W001" not in ids()
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"LIMITS": {"ACTIVE_TASKS_PER_USER": -1}}, "whole number of tasks"),
+    ({"LIMITS": {"CREDITS_PER_DAY": "lots"}}, "number of credits"),
+    ({"LIMITS": {"CREDIT_PER_DAY": 5}}, "Unknown limit 'CREDIT_PER_DAY'"),
+    ({"LIMITS": 5}, "must be a dict"),
+    ({"LIMITS_POLICY": "no.such.module.policy"}, "cannot be used"),
+    ({"LIMITS_POLICY": "django_evolink.conf.DEFAULTS"}, "not callable"),
+    ({"DEFAULT_IMAGE_CREDITS": -2}, "DEFAULT_IMAGE_CREDITS"),
+])
+def test_bad_limits_are_errors_with_a_hint(settings, values, words):
+    settings.EVOLINK = {**settings.EVOLINK, **values}
+    found = [m for m in run_checks(tags=[Tags.compatibility])
+             if m.id == "django_evolink.E007"]
+    assert len(found) == 1 and words in found[0].msg
+    assert found[0].hint
+
+
+def test_good_limits_pass_the_checks(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "DEFAULT_IMAGE_CREDITS": 1.5,
+                        "LIMITS_POLICY": "django_evolink.core.limits.configured_limits",
+                        "LIMITS": {"ACTIVE_TASKS_PER_USER": 5, "CREDITS_PER_DAY": 100.5}}
+    assert "django_evolink.E007" not in ids()
