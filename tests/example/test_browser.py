@@ -122,7 +122,16 @@ def _log_in(browser, base: str, username: str, password: str, path: str = "/") -
     _wait(browser, lambda d: d.find_elements("id", "id_username"), what="the login form")
     browser.find_element("id", "id_username").send_keys(username)
     browser.find_element("id", "id_password").send_keys(password)
+    form = browser.find_element("id", "id_username")
     browser.find_element("css selector", "button[type=submit], input[type=submit]").click()
+    # the next page has loaded only once the login form is gone; the admin's login page
+    # shares the admin's header, so a wait for the header alone could pass before the
+    # answer arrives and race the test's next navigation
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30, poll_frequency=0.1).until(
+        expected_conditions.staleness_of(form), "the login form was not submitted")
 
 
 def _screenshot(browser, name: str) -> Path:
@@ -328,7 +337,7 @@ def test_admin_screenshots(browser, site, evolink_emulator, django_user_model, t
         time.sleep(0.3)
 
     _log_in(browser, site.url, "admin", PASSWORD, path=reverse("admin:index"))
-    _wait(browser, lambda d: d.find_elements("id", "site-name"), what="the admin index")
+    _wait(browser, lambda d: d.find_elements("id", "user-tools"), what="the admin index")
     info = (ImageTask._meta.app_label, ImageTask._meta.model_name)
     browser.get(site.url + reverse("admin:{}_{}_changelist".format(*info)))
     _wait(browser, lambda d: d.find_elements("id", "result_list"), what="the changelist")
