@@ -17,7 +17,7 @@ nothing (its reservation is released), except one whose create answer was lost
 
 Race safety: :func:`reserve` runs in the transaction that inserts the task. Its first
 statement writes the scope's :class:`~django_evolink.core.models.LimitLock` row (an
-upsert): on PostgreSQL (and MySQL) that row stays locked until the transaction ends, so a
+upsert): on PostgreSQL that row stays locked until the transaction ends, so a
 second create of the same user (or, with a site cap, of anyone) waits, then counts the
 first one's task. On SQLite the write takes the database's write lock, which serialises
 whole transactions. The second statement reads everything the check needs (unfinished
