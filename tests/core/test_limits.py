@@ -447,3 +447,16 @@ def test_standings_list_who_is_near_a_limit(rsps, settings, user, other_user):
     assert found[0].near and found[0].active == 4 and found[0].credits == Decimal("4.8")
     assert not found[1].near
     assert limits.site_credits_used() == Decimal("6.0")
+
+
+def test_check_limits_asks_without_creating(rsps, settings, user):
+    """``services.check_limits`` (the public module) refuses as a create would, and
+    saves, sends and signals nothing else."""
+    set_limits(settings, ACTIVE_TASKS_PER_USER=1)
+    services.check_limits(user=user, model=MODEL, n=1)  # allowed: returns None
+    answers(rsps, 1)
+    create(user)
+    with pytest.raises(EvolinkLimitExceededError) as info:
+        services.check_limits(user=user, model=MODEL, n=1)
+    assert info.value.limit == "ACTIVE_TASKS_PER_USER"
+    assert ImageTask.objects.count() == 1 and creates_sent(rsps) == 1
