@@ -9,7 +9,7 @@ own text, and :func:`redact` scrubs anything that looks like a key.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -218,6 +218,14 @@ class EvolinkNotFoundError(EvolinkAPIError):
     status_code = 404
 
 
+class EvolinkRequestTooLargeError(EvolinkAPIError):
+    """413 ``request_too_large_error``: the request or one of its inputs is too large
+    (``param`` names which)."""
+
+    error_type = "request_too_large_error"
+    status_code = 413
+
+
 class EvolinkRateLimitError(EvolinkAPIError):
     """429 ``rate_limit_error``: rate limited; ``retry_after`` says for how long."""
 
@@ -259,6 +267,7 @@ API_ERROR_CLASSES: tuple[type[EvolinkAPIError], ...] = (
     EvolinkInsufficientQuotaError,
     EvolinkPermissionError,
     EvolinkNotFoundError,
+    EvolinkRequestTooLargeError,
     EvolinkRateLimitError,
     EvolinkInternalServerError,
     EvolinkUpstreamError,
@@ -277,3 +286,11 @@ def error_class_for(status: int, error_type: str | None) -> type[EvolinkAPIError
     if status >= 500:
         return EvolinkInternalServerError
     return EvolinkAPIError
+
+
+def is_unknown_task(exc: BaseException) -> TypeGuard[EvolinkAPIError]:
+    """True when a task query's error means Evolink does not know the task and never will:
+    404 (unknown or expired) or 400 on ``param: task_id`` (a malformed id)."""
+    if isinstance(exc, EvolinkNotFoundError):
+        return True
+    return isinstance(exc, EvolinkInvalidRequestError) and exc.param == "task_id"

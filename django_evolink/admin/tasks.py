@@ -23,6 +23,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..core.models import GeneratedImage, ImageTask
+from ..evolink import task_errors
 from .actions import TaskActions
 from .balance import fetch_credit_balance
 from .base import ReadOnlyMirrorAdmin
@@ -286,9 +287,11 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         if not (obj.error_code or obj.error_message):
             return format_html("{}", "–")
         return format_html(
-            '<div class="evolink-error"><strong>{}</strong><br>{}</div>',
+            '<div class="evolink-error"><strong>{}</strong><br>{}{}</div>',
             obj.error_code or gettext("error"),
             safe_text(obj.error_message),
+            format_html("<br><em>{}</em>", fix) if (fix := task_errors.hint(obj.error_code))
+            else "",
         )
 
     @admin.display(description=_("all events"))

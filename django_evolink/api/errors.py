@@ -5,6 +5,7 @@ Evolink (or local) failure                             HTTP    body
 =====================================================  ======  ==========================
 local validation (:class:`EvolinkValidationError`)     400     field-keyed messages
 400 ``invalid_request_error``, 404 ``not_found_error``   400     ``{detail, code, task}``
+413 ``request_too_large_error``                        400     ``{detail, code, task}``
 401 ``authentication_error``, 403 ``permission_error``   502     ``{detail, code, task}``
 missing API key (:class:`EvolinkConfigurationError`)   502     ``{detail, code, task}``
 402 ``insufficient_quota_error``                       503     ``{detail, code, task}``
@@ -45,6 +46,7 @@ from ..exceptions import (
     EvolinkNotFoundError,
     EvolinkPermissionError,
     EvolinkRateLimitError,
+    EvolinkRequestTooLargeError,
     EvolinkValidationError,
 )
 from .serializers import ImageTaskSerializer
@@ -59,7 +61,8 @@ def status_for(exc: EvolinkError) -> int:
     """The HTTP status the API answers for ``exc``."""
     if isinstance(exc, EvolinkValidationError):
         return http.HTTP_400_BAD_REQUEST
-    if isinstance(exc, (EvolinkInvalidRequestError, EvolinkNotFoundError)):
+    if isinstance(exc, (EvolinkInvalidRequestError, EvolinkNotFoundError,
+                        EvolinkRequestTooLargeError)):
         return http.HTTP_400_BAD_REQUEST
     if isinstance(exc, EvolinkInsufficientQuotaError):
         return http.HTTP_503_SERVICE_UNAVAILABLE
@@ -85,6 +88,11 @@ def detail_for(exc: EvolinkError) -> str:
         return exc.message  # written for a person, in the request's language
     if isinstance(exc, EvolinkRateLimitError):
         return _("The image service is busy; please retry after the time in Retry-After.")
+    if isinstance(exc, EvolinkRequestTooLargeError):
+        return _("The request is too large for the image service (%(what)s): send smaller "
+                 "input images (for wan2.5-image-to-image at most 10 MB each) or a shorter "
+                 "prompt. %(message)s") % {"what": exc.param or _("the request"),
+                                           "message": exc.message}
     if isinstance(exc, (EvolinkInvalidRequestError, EvolinkNotFoundError)):
         return _("Evolink refused the request: %(message)s") % {"message": exc.message}
     if getattr(exc, "code", "") == "outcome_unknown":

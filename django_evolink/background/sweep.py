@@ -51,7 +51,7 @@ from ..core.models import (
 from ..core.services import OUTCOME_UNKNOWN_MESSAGE
 from ..core.transitions import ApplyResult, apply_payload, fail_task
 from ..evolink.client import get_client
-from ..exceptions import EvolinkError, EvolinkNotFoundError, EvolinkTransportError
+from ..exceptions import EvolinkError, EvolinkTransportError, is_unknown_task
 from . import queue
 
 logger = logging.getLogger("django_evolink.sweep")
@@ -245,11 +245,11 @@ def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         return
     # kind == "error"
     exc: Exception = value
-    if isinstance(exc, EvolinkNotFoundError):
+    if is_unknown_task(exc):  # 404, or 400 on a malformed task_id: it will never be known
         counts["polled"] += 1
         result = fail_task(
             task,
-            code="not_found_error",
+            code=getattr(exc, "type", "") or "not_found_error",
             message=exc.message
             or gettext("Evolink no longer knows this task (expired or unknown)."),
             source=EventSource.POLL,

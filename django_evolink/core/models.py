@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
 from .. import conf
+from ..evolink import task_errors
 from ..exceptions import redact
 from .pricing import price_key
 
@@ -205,9 +206,15 @@ class ImageTask(models.Model):
 
     @property
     def error(self) -> dict[str, str] | None:
+        """``{code, message}``, plus ``hint`` (what to change, translated) for a code
+        of Evolink's the user can fix; None when the task has no error."""
         if not self.error_code and not self.error_message:
             return None
-        return {"code": self.error_code, "message": self.error_message}
+        error = {"code": self.error_code, "message": self.error_message}
+        fix = task_errors.hint(self.error_code)
+        if fix is not None:
+            error["hint"] = fix
+        return error
 
 
 class GeneratedImage(models.Model):

@@ -20,8 +20,8 @@ from ..exceptions import (
     EvolinkAPIError,
     EvolinkError,
     EvolinkMalformedResponseError,
-    EvolinkNotFoundError,
     EvolinkOutcomeUnknownError,
+    is_unknown_task,
 )
 from . import hooks, limits, tokens
 from .models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
@@ -242,16 +242,19 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyRes
     transition path; what every "ask Evolink now" (refresh, callback re-fetch) does.
 
     A 404 marks the task ``failed`` with the code ``not_found_error`` (Evolink no longer
-    knows it); any other :class:`~django_evolink.exceptions.EvolinkError` is raised.
+    knows it), a 400 on ``task_id`` (a malformed id) with ``invalid_request_error``; any
+    other :class:`~django_evolink.exceptions.EvolinkError` is raised.
     """
     if not task.evolink_id:
         raise ValueError(f"task {task.pk} was never accepted by Evolink: nothing to fetch")
     try:
         answer = get_client().get_task(task.evolink_id)
-    except EvolinkNotFoundError as exc:
+    except EvolinkAPIError as exc:
+        if not is_unknown_task(exc):
+            raise
         return fail_task(
             task,
-            code="not_found_error",
+            code=exc.type or "not_found_error",
             message=exc.message or "Evolink no longer knows this task (expired or unknown).",
             source=source,
             payload=exc.body if isinstance(exc.body, dict) else {"error": exc.as_dict()},

@@ -41,6 +41,7 @@ from django_evolink.exceptions import (
     EvolinkOutcomeUnknownError,
     EvolinkPermissionError,
     EvolinkRateLimitError,
+    EvolinkRequestTooLargeError,
     EvolinkServiceUnavailableError,
     EvolinkTimeoutError,
     EvolinkUpstreamError,
@@ -62,6 +63,7 @@ ERROR_CLASSES = {
     402: EvolinkInsufficientQuotaError,
     403: EvolinkPermissionError,
     404: EvolinkNotFoundError,
+    413: EvolinkRequestTooLargeError,
     429: EvolinkRateLimitError,
     500: EvolinkInternalServerError,
     502: EvolinkUpstreamError,
@@ -188,7 +190,15 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 
 @pytest.mark.parametrize("status", ["pending", "processing", "completed", "failed", "cancelled"])
 def test_task_answer_matches_schema(status):
-    _validator("task").validate(samples.task_answer(status=status))
+    error = ({"code": "service_error", "message": "The service failed"}
+             if status in ("failed", "cancelled") else None)
+    _validator("task").validate(samples.task_answer(status=status, error=error))
+
+
+def test_a_failed_task_without_its_error_object_breaks_the_schema():
+    # Evolink's failed tasks always carry error {code, message} (evolink-api.md §7)
+    with pytest.raises(jsonschema.ValidationError, match="'error' is a required property"):
+        _validator("task").validate(samples.task_answer(status="failed"))
 
 
 def test_task_answer_with_results_and_seed_example_match_schema():
@@ -407,10 +417,12 @@ def test_upload_answer_without_data_is_malformed(rsps, client):
 
 
 def test_upload_http_error_in_files_api_shape(rsps, client):
-    rsps.post(UPLOAD_URL, status=413, json={"success": False, "code": 413, "msg": "File too large"})
-    exc = expect(EvolinkAPIError, upload, client)
-    assert exc.status == 413
+    rsps.post(UPLOAD_URL, status=413, json={"success": False, "code": 413, "msg": "File too large",
+                                            "param": "file"})
+    exc = expect(EvolinkRequestTooLargeError, upload, client)
+    assert exc.status == 413 and exc.param == "file" and not exc.retryable
     assert exc.message == "File too large"
+    assert len(rsps.calls) == 1
 
 
 # ---------------------------------------------------------------------------- errors

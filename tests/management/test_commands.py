@@ -83,6 +83,17 @@ def test_credits(fast):
     assert "Remaining credits: 42.5" in run("evolink_credits")
 
 
+def test_credits_keep_four_decimals_and_the_keys_own_balance(fast):
+    # Evolink's amounts have up to four decimals; the key's balance is not the account's
+    fast.set_credits(1095.3912, token=99416.4401)
+    out = run("evolink_credits")
+    assert "Remaining credits: 1095.3912" in out
+    assert "This key: 99416.4401 left" in out
+    fast.set_credits(12.5, token=None)  # a key without a limit of its own
+    out = run("evolink_credits")
+    assert "Remaining credits: 12.5" in out and "This key: unlimited" in out
+
+
 def test_credits_error_is_a_command_error(settings):
     settings.EVOLINK = {**settings.EVOLINK, "BASE_URL": "http://127.0.0.1:9", "MAX_RETRIES": 0}
     with pytest.raises(CommandError, match="Could not read the balance"):
