@@ -15,6 +15,7 @@
 | W011 | warning | file storage without ``MEDIA_ROOT``/``MEDIA_URL``: results not served |
 | W012 | warning | the storage's URLs fall under the app's own URL prefix (they would 404) |
 | W013 | warning | django-q2 ``timeout``/``retry`` missing, or ``timeout`` shorter than a job |
+| E007 | error | ``LIMITS``, ``LIMITS_POLICY`` or ``DEFAULT_IMAGE_CREDITS`` is not allowed |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,10 +32,12 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage, InvalidStorageError
 from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf
 from .background import schedule
+from .core import limits
 from .evolink import catalogue, modelspec, url_policy
 
 _NUMERIC_KEYS = (
@@ -126,6 +130,48 @@ def check_settings(
             errors.append(Error(_("'%(app)s' must be in INSTALLED_APPS for django_evolink.")
                                 % {"app": app},
                                 id="django_evolink.E004"))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_limits(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``LIMITS`` holds only the three limits, each None or a number >= 0;
+    ``LIMITS_POLICY`` names a callable; ``DEFAULT_IMAGE_CREDITS`` is a number >= 0."""
+    if not isinstance(getattr(settings, "EVOLINK", None) or {}, dict):
+        return []  # E001 says so
+    hint = _("Write e.g. EVOLINK['LIMITS'] = {'ACTIVE_TASKS_PER_USER': 5, "
+             "'CREDITS_PER_USER_PER_DAY': 50, 'CREDITS_PER_DAY': 1000}; None means no limit.")
+    errors: list[CheckMessage] = [
+        Error(f"EVOLINK['LIMITS']: {text}", hint=hint, id="django_evolink.E007")
+        for text in limits.limit_errors(conf.get("LIMITS"))
+    ]
+    policy = conf.get("LIMITS_POLICY")
+    if policy is not None and not callable(policy):
+        try:
+            found = import_string(policy) if isinstance(policy, str) else policy
+        except ImportError as exc:
+            found, problem = None, str(exc)
+        else:
+            problem = _("it is not callable")
+        if not callable(found):
+            errors.append(Error(
+                _("EVOLINK['LIMITS_POLICY'] = %(value)r cannot be used: %(problem)s.")
+                % {"value": policy, "problem": problem},
+                hint=_("Name a callable(user, request) that returns None or a dict of "
+                       "limits by its dotted path, e.g. 'mysite.limits.for_user'."),
+                id="django_evolink.E007",
+            ))
+    price = conf.get("DEFAULT_IMAGE_CREDITS")
+    if isinstance(price, bool) or not isinstance(price, (int, float, Decimal)) or price < 0:
+        errors.append(Error(
+            _("EVOLINK['DEFAULT_IMAGE_CREDITS'] must be a number of credits >= 0 (got "
+              "%(value)r).") % {"value": price},
+            hint=_("The credits one image is estimated to cost before Evolink has reported "
+                   "a price for its model, e.g. 1."),
+            id="django_evolink.E007",
+        ))
     return errors
 
 

@@ -71,6 +71,31 @@ class EvolinkValidationError(EvolinkError):
         super().__init__(text)
 
 
+class EvolinkLimitExceededError(EvolinkError):
+    """A create refused locally because it would pass a spending limit
+    (``EVOLINK['LIMITS']`` or the ``LIMITS_POLICY``); nothing was saved or sent.
+
+    ``limit`` is the limit's name (``ACTIVE_TASKS_PER_USER``, ``CREDITS_PER_USER_PER_DAY``
+    or ``CREDITS_PER_DAY``), ``allowed`` its value, ``used`` what is taken now,
+    ``requested`` what the create needed (1 task, or its estimated credits),
+    ``remaining`` what is left, and ``retry_after`` the seconds until enough frees up by
+    time (``None`` when time alone does not free it: unfinished tasks, or a create
+    costing more than the whole limit). The message says all this to a person.
+    """
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, allowed: Any, used: Any,
+                 requested: Any, remaining: Any, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.allowed = allowed
+        self.used = used
+        self.requested = requested
+        self.remaining = remaining
+        self.retry_after = retry_after
+
+
 class EvolinkTransportError(EvolinkError):
     """The request did not get an HTTP answer from Evolink."""
 

@@ -157,3 +157,27 @@ def test_q_cluster_timeout_shorter_than_a_job_warns(settings):
     assert f"({needed} s" in warning.msg and "DOWNLOAD_TIMEOUT" in warning.hint
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": needed}
     assert _messages("django_evolink.W013") == []
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"LIMITS": {"ACTIVE_TASKS_PER_USER": -1}}, "whole number of tasks"),
+    ({"LIMITS": {"CREDITS_PER_DAY": "lots"}}, "number of credits"),
+    ({"LIMITS": {"CREDIT_PER_DAY": 5}}, "Unknown limit 'CREDIT_PER_DAY'"),
+    ({"LIMITS": 5}, "must be a dict"),
+    ({"LIMITS_POLICY": "no.such.module.policy"}, "cannot be used"),
+    ({"LIMITS_POLICY": "django_evolink.conf.DEFAULTS"}, "not callable"),
+    ({"DEFAULT_IMAGE_CREDITS": -2}, "DEFAULT_IMAGE_CREDITS"),
+])
+def test_bad_limits_are_errors_with_a_hint(settings, values, words):
+    settings.EVOLINK = {**settings.EVOLINK, **values}
+    found = [m for m in run_checks(tags=[Tags.compatibility])
+             if m.id == "django_evolink.E007"]
+    assert len(found) == 1 and words in found[0].msg
+    assert found[0].hint
+
+
+def test_good_limits_pass_the_checks(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "DEFAULT_IMAGE_CREDITS": 1.5,
+                        "LIMITS_POLICY": "django_evolink.core.limits.configured_limits",
+                        "LIMITS": {"ACTIVE_TASKS_PER_USER": 5, "CREDITS_PER_DAY": 100.5}}
+    assert "django_evolink.E007" not in ids()

@@ -133,6 +133,7 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
                 ("next_poll_at", "last_polled_at"),
                 ("poll_count", "poll_error_count"),
                 "lease_until",
+                "credits_estimated",
                 "events_link",
             ),
         },
@@ -144,7 +145,7 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         "input_files_display", "billing_rule", "credits_reserved", "user_group",
         "estimated_time", "can_cancel", "error_display", "submit_started_at", "submitted_at",
         "callback_received_at", "images_stored_at", "next_poll_at", "last_polled_at",
-        "poll_count", "poll_error_count", "lease_until", "events_link",
+        "poll_count", "poll_error_count", "lease_until", "credits_estimated", "events_link",
     )
 
     # ---------------------------------------------------------------- queryset

@@ -54,6 +54,20 @@ def test_submit_refuses_bad_local_file_and_missing_path(fast, tmp_path):
     assert not ImageTask.objects.exists() and len(fast.requests) == 0
 
 
+def test_submit_refused_by_a_limit_prints_one_line_and_uploads_nothing(fast, tmp_path,
+                                                                       settings):
+    settings.EVOLINK = {**settings.EVOLINK, "DEFAULT_IMAGE_CREDITS": 2,
+                        "LIMITS": {"CREDITS_PER_DAY": 3}}
+    path = tmp_path / "in.png"
+    path.write_bytes(make_image_bytes(600, 600))
+    with pytest.raises(CommandError) as info:
+        run("evolink_submit", "--prompt", "a cat", "--image", str(path), "--n", "2")
+    message = str(info.value)
+    assert message.startswith("Not submitted: Limit reached: 3 credits for the whole site")
+    assert "\n" not in message and "needs about 4 credits" in message
+    assert not ImageTask.objects.exists() and len(fast.requests) == 0
+
+
 def test_submit_wait_reports_a_failed_task(fast, tmp_path):
     path = tmp_path / "in.png"
     path.write_bytes(make_image_bytes(600, 600))
