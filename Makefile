@@ -18,6 +18,19 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# `make demo` needs only the package's own dependencies (Django, DRF, django-q2, requests,
+# Pillow, jsonschema), not the [dev] tools: its own stamp, so a later `make test` still
+# installs [dev]; a venv that already has [dev] is reused as it is.
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): $(PY) pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then \
+		echo "[demo] using the development environment of make install"; \
+	else \
+		echo "[demo] installing django-evolink and its dependencies into $(VENV) ..."; \
+		$(PY) -m pip install --quiet --disable-pip-version-check -e .; \
+	fi
+	touch $(DEMO_STAMP)
+
 install: $(STAMP)
 
 test: $(STAMP)
@@ -61,7 +74,7 @@ build: $(STAMP)
 # `make demo`: the example site + a django-q2 cluster + the Evolink emulator, in the
 # foreground (Ctrl-C stops all). DEMO_PORT=8001 changes the site's port.
 DEMO_PORT ?= 8000
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	DEMO_PORT=$(DEMO_PORT) $(abspath $(PY)) example_project/run_demo.py
 
 # `make bench`: the five benchmarks (PostgreSQL at 127.0.0.1:5432, trust auth, for

@@ -9,6 +9,10 @@ uploaded to the emulator's files API, ``n = 1``) the benchmark alternates, ``N``
   :class:`~django_evolink.client.EvolinkClient`, the answer applied through the
   transition function (its event recorded) - on PostgreSQL.
 
+Then ``create_task`` without and with every spending limit set (none reached), side by
+side, and the SQL statements of one create each way (the check's target: two more; its
+transaction adds a BEGIN and a COMMIT, counted apart).
+
 A second, shorter series repeats this with the emulator answering creates after 50 ms
 (``--latency``), a stand-in for the network and Evolink's own work, to show how the fixed
 cost compares with a create that is not on loopback. Both send the same request to the
@@ -88,12 +92,65 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
             assert response.status_code == 200, response.text
             return elapsed
 
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+        from django.test.utils import CaptureQueriesContext, override_settings
+
+        user = get_user_model().objects.create_user("bench", password="bench-pw-not-secret")
+
         def ours() -> float:
             start = time.perf_counter()
-            task = services.create_task(prompt=PROMPT, image_urls=[image_url], n=1)
+            task = services.create_task(prompt=PROMPT, image_urls=[image_url], n=1, user=user)
             elapsed = time.perf_counter() - start
             assert task.status == Status.PENDING and task.evolink_id, task.status
             return elapsed
+
+        control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+        def statements() -> tuple[int, int]:
+            """(statements that read or write, transaction control: BEGIN, COMMIT,
+            savepoints) of one create, as Django logs them."""
+            with CaptureQueriesContext(connection) as queries:
+                ours()
+            sql = [q["sql"] for q in queries.captured_queries]
+            if os.environ.get("BENCH_SHOW_SQL"):
+                print([s[:70] for s in sql])
+            bracket = sum(1 for s in sql if s.upper().startswith(control))
+            return len(sql) - bracket, bracket
+
+        # every limit set, none reached: the check runs in full on each create
+        limited = override_settings(EVOLINK={**settings.EVOLINK, "LIMITS": {
+            "ACTIVE_TASKS_PER_USER": 1_000_000, "CREDITS_PER_USER_PER_DAY": 10**9,
+            "CREDITS_PER_DAY": 10**9}, "DEFAULT_IMAGE_CREDITS": 1.2})
+
+        def limits_series(count: int) -> None:
+            """create_task without and with limits, alternated; statements per create."""
+            ImageTask.objects.all().delete()
+            ours()
+            with limited:
+                ours()  # the lock rows and the price are written once here
+            plain, checked = [], []
+            for _ in range(count):
+                plain.append(ours())
+                with limited:
+                    checked.append(ours())
+            without, bracket_without = statements()
+            with limited:
+                with_limits, bracket_with = statements()
+            mp, mc = common.median(plain) * 1000, common.median(checked) * 1000
+            print(f"limits: create_task p50 {mp:.2f} ms without, {mc:.2f} ms with; "
+                  f"{without} statements without, {with_limits} with (transaction control "
+                  f"{bracket_without} and {bracket_with}) ({connection.vendor})", flush=True)
+            bench = f"submit ({connection.vendor}, {count} each, with limits)"
+            rows.extend([
+                common.row(bench, "create_task p50 with limits", round(mc, 2), "ms",
+                           baseline=round(mp, 2)),
+                common.row(bench, "SQL statements per create with limits", with_limits,
+                           "statements", baseline=without, target="<= baseline + 2",
+                           met=with_limits - without <= 2),
+                common.row(bench, "transaction control per create with limits", bracket_with,
+                           "statements", baseline=bracket_without),
+            ])
 
         def series(count: int, delay: float) -> None:
             emu.control("POST", "faults", json={"clear": True, "latency": {"create": delay}})
@@ -129,6 +186,7 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
             ])
 
         series(iterations, 0.0)
+        limits_series(iterations)
         if latency:
             series(max(20, iterations // 3), latency)
         return rows

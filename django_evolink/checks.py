@@ -11,22 +11,33 @@
 | W003 | warning | django-q2 ``retry`` is not larger than ``timeout`` (tasks run twice) |
 | W004 | warning | the recurring poll schedule is missing |
 | E006 | error | ``MODELS`` or ``DEFAULT_MODEL`` names a model that is not an allowed image model |
+| W010 | warning | an ``http://`` ``CALLBACK_BASE_URL`` (``ALLOW_PRIVATE_URLS``): emulator only |
+| W011 | warning | file storage without ``MEDIA_ROOT``/``MEDIA_URL``: results not served |
+| W012 | warning | the storage's URLs fall under the app's own URL prefix (they would 404) |
+| W013 | warning | django-q2 ``timeout``/``retry`` missing, or ``timeout`` shorter than a job |
+| E007 | error | ``LIMITS``, ``LIMITS_POLICY`` or ``DEFAULT_IMAGE_CREDITS`` is not allowed |
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.files.storage import FileSystemStorage, InvalidStorageError
+from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf
 from .background import schedule
+from .core import limits
 from .evolink import catalogue, modelspec, url_policy
 
 _NUMERIC_KEYS = (
@@ -75,6 +86,15 @@ def check_settings(
                   "delivers callbacks over HTTPS."),
                 hint=_("Use e.g. 'https://www.example.com', or None to rely on polling."),
                 id="django_evolink.E002",
+            ))
+        elif parts.scheme != "https":
+            errors.append(Warning(
+                _("EVOLINK['CALLBACK_BASE_URL'] (%(url)s) is not an https origin; it is "
+                  "accepted only because ALLOW_PRIVATE_URLS is on.") % {"url": callback},
+                hint=_("Evolink refuses http:// callback URLs: only the emulator accepts "
+                       "them. Use the site's public https origin with the real service, or "
+                       "None to rely on polling."),
+                id="django_evolink.W010",
             ))
         elif not parts.hostname:
             errors.append(Error(_("EVOLINK['CALLBACK_BASE_URL'] has no host."),
@@ -128,6 +148,48 @@ def check_settings(
     return errors
 
 
+@register(Tags.compatibility)
+def check_limits(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``LIMITS`` holds only the three limits, each None or a number >= 0;
+    ``LIMITS_POLICY`` names a callable; ``DEFAULT_IMAGE_CREDITS`` is a number >= 0."""
+    if not isinstance(getattr(settings, "EVOLINK", None) or {}, dict):
+        return []  # E001 says so
+    hint = _("Write e.g. EVOLINK['LIMITS'] = {'ACTIVE_TASKS_PER_USER': 5, "
+             "'CREDITS_PER_USER_PER_DAY': 50, 'CREDITS_PER_DAY': 1000}; None means no limit.")
+    errors: list[CheckMessage] = [
+        Error(f"EVOLINK['LIMITS']: {text}", hint=hint, id="django_evolink.E007")
+        for text in limits.limit_errors(conf.get("LIMITS"))
+    ]
+    policy = conf.get("LIMITS_POLICY")
+    if policy is not None and not callable(policy):
+        try:
+            found = import_string(policy) if isinstance(policy, str) else policy
+        except ImportError as exc:
+            found, problem = None, str(exc)
+        else:
+            problem = _("it is not callable")
+        if not callable(found):
+            errors.append(Error(
+                _("EVOLINK['LIMITS_POLICY'] = %(value)r cannot be used: %(problem)s.")
+                % {"value": policy, "problem": problem},
+                hint=_("Name a callable(user, request) that returns None or a dict of "
+                       "limits by its dotted path, e.g. 'mysite.limits.for_user'."),
+                id="django_evolink.E007",
+            ))
+    price = conf.get("DEFAULT_IMAGE_CREDITS")
+    if isinstance(price, bool) or not isinstance(price, (int, float, Decimal)) or price < 0:
+        errors.append(Error(
+            _("EVOLINK['DEFAULT_IMAGE_CREDITS'] must be a number of credits >= 0 (got "
+              "%(value)r).") % {"value": price},
+            hint=_("The credits one image is estimated to cost before Evolink has reported "
+                   "a price for its model, e.g. 1."),
+            id="django_evolink.E007",
+        ))
+    return errors
+
+
 def _model_hint(name: object) -> str:
     """A hint for a model name that is not an image model of the catalogue."""
     known = modelspec.load().models.get(name) if isinstance(name, str) else None
@@ -178,19 +240,121 @@ def check_models(
     return errors
 
 
+#: django-q2's own default of ``Q_CLUSTER["retry"]`` (seconds).
+DJANGO_Q_DEFAULT_RETRY = 60
+
+
+def longest_job_seconds() -> int:
+    """Seconds the longest django-evolink job may run: a download job stores up to ``n``
+    images (the largest ``n`` of the allowed models), each bounded by
+    ``CONNECT_TIMEOUT + DOWNLOAD_TIMEOUT``; a submit job by ``CONNECT_TIMEOUT +
+    READ_TIMEOUT``."""
+    specs = [catalogue.CATALOGUE[name] for name in catalogue.allowed_models()]
+    images = max([spec.n_max or spec.n_min or 1 for spec in specs] or [1])
+    connect = float(conf.get("CONNECT_TIMEOUT"))
+    download = images * (connect + float(conf.get("DOWNLOAD_TIMEOUT")))
+    submit = connect + float(conf.get("READ_TIMEOUT"))
+    return math.ceil(max(download, submit))
+
+
 @register(Tags.compatibility)
 def check_django_q(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
+    """W003 (``retry`` not above ``timeout``) and W013 (missing or too short)."""
     q = getattr(settings, "Q_CLUSTER", {}) or {}
+    if not isinstance(q, dict):
+        return []
     timeout, retry = q.get("timeout"), q.get("retry")
-    if timeout is not None and retry is not None and retry <= timeout:
+    numbers = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                  for v in (timeout, retry))
+    if not numbers:
+        return [Warning(_("Q_CLUSTER['timeout'] and Q_CLUSTER['retry'] must be numbers of "
+                          "seconds (got %(timeout)r and %(retry)r).")
+                        % {"timeout": timeout, "retry": retry},
+                        hint=_("e.g. 'timeout': 600, 'retry': 660."),
+                        id="django_evolink.W013")]
+    try:
+        evolink_ok = isinstance(getattr(settings, "EVOLINK", None) or {}, dict)
+        needed = longest_job_seconds() if evolink_ok else None  # else E001 says it
+    except (TypeError, ValueError):
+        needed = None  # a bad EVOLINK value: E005 says it
+    suggestion = max(needed or 0, 60)
+    example = {"timeout": suggestion, "retry": suggestion + 60}
+    if not timeout:
+        return [Warning(
+            _("Q_CLUSTER has no 'timeout': django-q2 warns \"Retry and timeout are "
+              "misconfigured\" on every command and never stops a job that hangs."),
+            hint=_("Add 'timeout': %(timeout)s and 'retry': %(retry)s to Q_CLUSTER (retry "
+                   "must be larger than timeout).") % example,
+            id="django_evolink.W013",
+        )]
+    effective_retry = DJANGO_Q_DEFAULT_RETRY if retry is None else retry  # django-q2's default
+    if effective_retry <= timeout:
         return [Warning(
             _("Q_CLUSTER['retry'] (%(retry)s) is not larger than Q_CLUSTER['timeout'] "
               "(%(timeout)s): django-q2 would hand a still-running task to a second worker.")
-            % {"retry": retry, "timeout": timeout},
-            hint=_("Set retry to more than timeout, e.g. timeout=60, retry=120."),
+            % {"retry": effective_retry, "timeout": timeout},
+            hint=_("Set retry to more than timeout, e.g. timeout=%(timeout)s, "
+                   "retry=%(retry)s.") % {"timeout": timeout, "retry": timeout + 60},
             id="django_evolink.W003",
+        )]
+    if needed is not None and timeout < needed:
+        return [Warning(
+            _("Q_CLUSTER['timeout'] (%(timeout)s s) is shorter than a django-evolink job can "
+              "take (%(needed)s s: a download of the largest allowed number of images, each "
+              "bounded by EVOLINK['CONNECT_TIMEOUT'] + EVOLINK['DOWNLOAD_TIMEOUT']); such a "
+              "job would be killed.") % {"timeout": timeout, "needed": needed},
+            hint=_("Set 'timeout': %(timeout)s and 'retry': %(retry)s, or lower "
+                   "DOWNLOAD_TIMEOUT or the allowed MODELS.") % example,
+            id="django_evolink.W013",
+        )]
+    return []
+
+
+@register(Tags.compatibility)
+def check_media(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W011/W012: the result images would be stored where no URL serves them."""
+    if not isinstance(getattr(settings, "EVOLINK", None) or {}, dict):
+        return []
+    try:
+        storage = conf.storage()
+    except InvalidStorageError:
+        return [Error(_("EVOLINK['STORAGE'] names %(alias)r, which is not in "
+                        "settings.STORAGES.") % {"alias": conf.get("STORAGE")},
+                      hint=_("Use an alias of settings.STORAGES, or None for 'default'."),
+                      id="django_evolink.E005")]
+    # Django reads an empty MEDIA_URL as the script prefix ("/"): the site's root.
+    no_media_url = str(settings.MEDIA_URL or "") in ("", "/")
+    if isinstance(storage, FileSystemStorage) and (not settings.MEDIA_ROOT or no_media_url):
+        return [Warning(
+            _("MEDIA_ROOT or MEDIA_URL is not set: result images would be written below "
+              "the current directory and the URLs the API answers would not load."),
+            hint=_("Set MEDIA_ROOT = BASE_DIR / 'media' and MEDIA_URL = '/media/', and in "
+                   "development add static(settings.MEDIA_URL, "
+                   "document_root=settings.MEDIA_ROOT) to urlpatterns (see "
+                   "docs/installation.md)."),
+            id="django_evolink.W011",
+        )]
+    try:
+        sample = storage.url(f"{str(conf.get('RESULTS_PATH')).rstrip('/')}/1/0.png")
+        api_root = reverse("evolink:task-list")
+    except (NoReverseMatch, NotImplementedError, ValueError, TypeError):
+        return []  # the app is not routed (yet), or the storage has no URLs
+    parts = urlsplit(sample)
+    if parts.netloc:
+        return []  # served by another host (a CDN, S3, ...)
+    prefix = api_root[: -len("tasks/")] if api_root.endswith("tasks/") else api_root
+    path = parts.path if parts.path.startswith("/") else "/" + parts.path
+    if prefix and prefix != "/" and path.startswith(prefix):
+        return [Warning(
+            _("Stored result images get URLs under %(prefix)s (e.g. %(url)s), the URL prefix "
+              "of django_evolink's own views, which do not serve files: they would 404.")
+            % {"prefix": prefix, "url": sample},
+            hint=_("Give the storage its own URL, e.g. MEDIA_URL = '/media/'."),
+            id="django_evolink.W012",
         )]
     return []
 

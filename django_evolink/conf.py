@@ -80,6 +80,14 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_CLASSES": ["django_evolink.api.throttles.EvolinkScopedRateThrottle"],
     "THROTTLE_RATES": {"evolink_create": "30/minute", "evolink_refresh": "60/minute"},
     "PAGE_SIZE": 20,
+    # --- Spending limits (docs/limits.md) -------------------------------------------
+    "LIMITS": {  # None = unlimited; checked before anything is sent to Evolink
+        "ACTIVE_TASKS_PER_USER": None,  # unfinished tasks one user may have at once
+        "CREDITS_PER_USER_PER_DAY": None,  # credits one user may reserve in 24 h
+        "CREDITS_PER_DAY": None,  # credits the whole site may reserve in 24 h
+    },
+    "LIMITS_POLICY": None,  # dotted path of a callable(user, request) -> limits dict
+    "DEFAULT_IMAGE_CREDITS": 1,  # estimated credits per image before a price is known
     # --- Retention -------------------------------------------------------------------
     "RETENTION_DAYS": None,  # None: keep forever; evolink_purge takes --older-than
 }

@@ -9,7 +9,7 @@ own text, and :func:`redact` scrubs anything that looks like a key.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -69,6 +69,31 @@ class EvolinkValidationError(EvolinkError):
         self.errors = {k: [str(m) for m in v] for k, v in errors.items()}
         text = "; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items())
         super().__init__(text)
+
+
+class EvolinkLimitExceededError(EvolinkError):
+    """A create refused locally because it would pass a spending limit
+    (``EVOLINK['LIMITS']`` or the ``LIMITS_POLICY``); nothing was saved or sent.
+
+    ``limit`` is the limit's name (``ACTIVE_TASKS_PER_USER``, ``CREDITS_PER_USER_PER_DAY``
+    or ``CREDITS_PER_DAY``), ``allowed`` its value, ``used`` what is taken now,
+    ``requested`` what the create needed (1 task, or its estimated credits),
+    ``remaining`` what is left, and ``retry_after`` the seconds until enough frees up by
+    time (``None`` when time alone does not free it: unfinished tasks, or a create
+    costing more than the whole limit). The message says all this to a person.
+    """
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, allowed: Any, used: Any,
+                 requested: Any, remaining: Any, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.allowed = allowed
+        self.used = used
+        self.requested = requested
+        self.remaining = remaining
+        self.retry_after = retry_after
 
 
 class EvolinkTransportError(EvolinkError):
@@ -193,6 +218,14 @@ class EvolinkNotFoundError(EvolinkAPIError):
     status_code = 404
 
 
+class EvolinkRequestTooLargeError(EvolinkAPIError):
+    """413 ``request_too_large_error``: the request or one of its inputs is too large
+    (``param`` names which)."""
+
+    error_type = "request_too_large_error"
+    status_code = 413
+
+
 class EvolinkRateLimitError(EvolinkAPIError):
     """429 ``rate_limit_error``: rate limited; ``retry_after`` says for how long."""
 
@@ -234,6 +267,7 @@ API_ERROR_CLASSES: tuple[type[EvolinkAPIError], ...] = (
     EvolinkInsufficientQuotaError,
     EvolinkPermissionError,
     EvolinkNotFoundError,
+    EvolinkRequestTooLargeError,
     EvolinkRateLimitError,
     EvolinkInternalServerError,
     EvolinkUpstreamError,
@@ -252,3 +286,11 @@ def error_class_for(status: int, error_type: str | None) -> type[EvolinkAPIError
     if status >= 500:
         return EvolinkInternalServerError
     return EvolinkAPIError
+
+
+def is_unknown_task(exc: BaseException) -> TypeGuard[EvolinkAPIError]:
+    """True when a task query's error means Evolink does not know the task and never will:
+    404 (unknown or expired) or 400 on ``param: task_id`` (a malformed id)."""
+    if isinstance(exc, EvolinkNotFoundError):
+        return True
+    return isinstance(exc, EvolinkInvalidRequestError) and exc.param == "task_id"

@@ -15,6 +15,8 @@ from .core.models import (
     GeneratedImage,
     ImageTask,
     ImageTaskQuerySet,
+    LimitLock,
+    ModelPrice,
     Status,
     TaskEvent,
     _storage,  # noqa: F401  (named by migration 0001)
@@ -30,6 +32,8 @@ __all__ = [
     "GeneratedImage",
     "ImageTask",
     "ImageTaskQuerySet",
+    "LimitLock",
+    "ModelPrice",
     "Status",
     "TaskEvent",
     "result_upload_to",

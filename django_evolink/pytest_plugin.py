@@ -14,16 +14,38 @@ Fixtures:
 ``evolink_emulator_server``
     The session-wide emulator behind ``evolink_emulator`` (not reset, no settings change).
 
-Nothing here imports Django or the emulator at import time, so the plugin is harmless in
-test suites that do not use them.
+``evolink``
+    ``evolink_emulator`` set up for a site's end-to-end tests: the test's database is
+    *transactional* (pytest-django's ``transactional_db``), so the work django-evolink
+    queues with ``transaction.on_commit`` (result downloads, submissions) runs when the
+    code's transaction commits, as in production; django-q2 runs jobs inline
+    (``Q_CLUSTER["sync"] = True``); ``MEDIA_ROOT`` is a fresh directory below the test's
+    ``tmp_path``; ``CALLBACK_BASE_URL`` is None (the emulator never calls the origin of
+    your settings; set it to ``live_server.url`` in a test of callbacks). Returns the
+    emulator.
+
+``image_url``
+    The URL of a generated 512×512 PNG uploaded to the test's emulator (through its files
+    API, as ``get_client().upload_file`` does): an input image Evolink can fetch.
+
+``evolink_media_root``
+    ``settings.MEDIA_ROOT`` pointed at a fresh directory below ``tmp_path`` (used by
+    ``evolink``; request it alone to isolate stored files without the rest).
+
+Nothing here imports Django at import time, so the plugin is harmless in test suites that
+do not use it.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from PIL import Image
 
 from django_evolink.emulator import Emulator
 
@@ -101,3 +123,57 @@ def evolink_emulator(request: pytest.FixtureRequest) -> Iterator[Any]:
             emulator.stop()
         else:
             emulator.reset()
+
+
+@pytest.fixture
+def evolink_media_root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A fresh ``MEDIA_ROOT`` for this test (stored inputs and results land there)."""
+    media = tmp_path / "evolink-media"
+    media.mkdir()
+    settings = _django_settings(request)
+    if settings is None:
+        pytest.fail("evolink_media_root needs pytest-django and configured Django settings "
+                    "(DJANGO_SETTINGS_MODULE)", pytrace=False)
+    settings.MEDIA_ROOT = str(media)
+    return media
+
+
+@pytest.fixture
+def evolink(request: pytest.FixtureRequest, transactional_db: None, evolink_emulator: Any,
+            evolink_media_root: Path) -> Any:
+    """The emulator, with work queued on commit really run and django-q2 inline.
+
+    ``transactional_db`` is a parameter (not requested later) so that pytest-django sees
+    it before it sets up the database: on_commit callbacks then run when the code commits
+    (inside the default ``django_db`` they would wait for a commit the test's rollback
+    never makes).
+    """
+    settings = _django_settings(request)
+    assert settings is not None  # evolink_media_root said it otherwise
+    settings.Q_CLUSTER = {**(getattr(settings, "Q_CLUSTER", None) or {}), "sync": True}
+    # Never let the emulator call the production origin of the settings: a test that
+    # wants callbacks sets CALLBACK_BASE_URL to live_server.url itself.
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": None}
+    return evolink_emulator
+
+
+def _png(width: int = 512, height: int = 512) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 80, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def image_url(evolink_emulator: Any) -> str:
+    """A URL of a generated PNG, served by the test's emulator."""
+    with requests.Session() as session:
+        session.trust_env = False  # loopback: never through a proxy
+        answer = session.post(
+            f"{evolink_emulator.url}/api/v1/files/upload/stream",
+            headers={"Authorization": f"Bearer {EMULATOR_API_KEY}"},
+            files={"file": ("input.png", _png(), "image/png")},
+            data={"upload_path": "tests"},
+            timeout=10,
+        )
+    answer.raise_for_status()
+    return str(answer.json()["data"]["file_url"])

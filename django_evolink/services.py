@@ -8,7 +8,7 @@ under the names the documentation promises.
 from __future__ import annotations
 
 from .background.sweep import run_sweep
-from .core.services import create_task, refresh_task, submit_task
+from .core.services import check_limits, create_task, refresh_task, submit_task
 
 
 def poll_due_tasks(*, all_tasks: bool = False, limit: int | None = None) -> dict[str, int]:
@@ -20,4 +20,4 @@ def poll_due_tasks(*, all_tasks: bool = False, limit: int | None = None) -> dict
     return run_sweep(all_tasks=all_tasks, limit=limit)
 
 
-__all__ = ["create_task", "poll_due_tasks", "refresh_task", "submit_task"]
+__all__ = ["check_limits", "create_task", "poll_due_tasks", "refresh_task", "submit_task"]

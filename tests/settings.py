@@ -123,7 +123,7 @@ EVOLINK = {
     "MODELS": ["wan2.5-image-to-image"],
 }
 
-Q_CLUSTER = {"name": "tests", "orm": "default", "sync": True, "timeout": 60, "retry": 120}
+Q_CLUSTER = {"name": "tests", "orm": "default", "sync": True, "timeout": 300, "retry": 360}
 
 LOGGING = {
     "version": 1,

@@ -85,6 +85,10 @@ def test_submit_benchmark(tmp_path):
     rows = run_script("bench_submit.py", tmp_path, "--database", "sqlite")
     row = figure(rows, "submit", "create_task p50")
     assert row["value"] > 0 and row["baseline"] > 0
+    # the spending limits' check: two statements more per create (issue 18)
+    row = figure(rows, "submit", "SQL statements per create with limits")
+    assert row["value"] - row["baseline"] == 2 and row["met"] is True
+    assert figure(rows, "submit", "create_task p50 with limits")["value"] > 0
 
 
 def test_run_all_rejects_unknown_names():

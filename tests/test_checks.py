@@ -1,8 +1,10 @@
 """Settings lookup and the system checks."""
 
 import pytest
+from django.core import checks
 from django.core.checks import Tags, run_checks
 
+from django_evolink import checks as checks_module
 from django_evolink import conf
 from django_evolink.evolink.client import get_client
 from django_evolink.exceptions import EvolinkConfigurationError
@@ -107,3 +109,79 @@ def test_explicit_none_api_key_falls_back_to_environment(settings, monkeypatch):
     settings.EVOLINK = {"API_KEY": None}
     assert conf.api_key() == "sk-evo-env-only"
     assert "django_evolink.W001" not in ids()
+
+
+def _messages(check_id):
+    return [m for m in run_checks(tags=[Tags.compatibility]) if m.id == check_id]
+
+
+def test_http_callback_allowed_by_private_urls_warns_that_only_the_emulator_accepts_it(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": "http://127.0.0.1:8000",
+                        "ALLOW_PRIVATE_URLS": True}
+    [warning] = _messages("django_evolink.W010")
+    assert warning.level == checks.WARNING  # a warning, not an error: the emulator takes it
+    assert "emulator" in warning.hint and "Evolink refuses" in warning.hint
+    settings.EVOLINK = {**settings.EVOLINK, "CALLBACK_BASE_URL": "https://127.0.0.1:8000"}
+    assert _messages("django_evolink.W010") == []
+
+
+@pytest.mark.parametrize(("media_root", "media_url"), [("", "/media/"), ("/srv/media", ""),
+                                                       ("", "")])
+def test_results_that_would_not_be_served_warn(settings, media_root, media_url):
+    settings.MEDIA_ROOT, settings.MEDIA_URL = media_root, media_url
+    [warning] = _messages("django_evolink.W011")
+    assert "MEDIA_URL" in warning.hint and "static(settings.MEDIA_URL" in warning.hint
+
+
+def test_results_whose_urls_fall_under_the_apps_prefix_warn(settings):
+    settings.MEDIA_URL = "/evolink/"  # tests/urls.py routes the app at /evolink/
+    [warning] = _messages("django_evolink.W012")
+    assert "/evolink/evolink/results/1/0.png" in warning.msg
+    settings.MEDIA_URL = "https://cdn.example.com/evolink/"  # another host: fine
+    assert _messages("django_evolink.W012") == []
+    settings.MEDIA_URL = "/media/"
+    assert _messages("django_evolink.W011") == _messages("django_evolink.W012") == []
+
+
+def test_q_cluster_without_timeout_or_retry_warns(settings):
+    settings.Q_CLUSTER = {"name": "site", "orm": "default"}  # README's old example
+    [warning] = _messages("django_evolink.W013")
+    assert "'timeout'" in warning.msg and "'retry'" in warning.hint
+    settings.Q_CLUSTER = {"name": "site", "orm": "default", "timeout": 300}  # retry: 60
+    [warning] = _messages("django_evolink.W003")
+    assert "(60)" in warning.msg and "retry=360" in warning.hint
+
+
+def test_q_cluster_timeout_shorter_than_a_job_warns(settings):
+    needed = checks_module.longest_job_seconds()
+    assert needed == 4 * (5 + 30)  # tests' MODELS: n <= 4; CONNECT 5 s + DOWNLOAD 30 s each
+    settings.Q_CLUSTER = {"name": "site", "orm": "default", "timeout": needed - 1,
+                          "retry": needed + 60}
+    [warning] = _messages("django_evolink.W013")
+    assert f"({needed} s" in warning.msg and "DOWNLOAD_TIMEOUT" in warning.hint
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": needed}
+    assert _messages("django_evolink.W013") == []
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"LIMITS": {"ACTIVE_TASKS_PER_USER": -1}}, "whole number of tasks"),
+    ({"LIMITS": {"CREDITS_PER_DAY": "lots"}}, "number of credits"),
+    ({"LIMITS": {"CREDIT_PER_DAY": 5}}, "Unknown limit 'CREDIT_PER_DAY'"),
+    ({"LIMITS": 5}, "must be a dict"),
+    ({"LIMITS_POLICY": "no.such.module.policy"}, "cannot be used"),
+    ({"LIMITS_POLICY": "django_evolink.conf.DEFAULTS"}, "not callable"),
+    ({"DEFAULT_IMAGE_CREDITS": -2}, "DEFAULT_IMAGE_CREDITS"),
+])
+def test_bad_limits_are_errors_with_a_hint(settings, values, words):
+    settings.EVOLINK = {**settings.EVOLINK, **values}
+    found = [m for m in run_checks(tags=[Tags.compatibility])
+             if m.id == "django_evolink.E007"]
+    assert len(found) == 1 and words in found[0].msg
+    assert found[0].hint
+
+
+def test_good_limits_pass_the_checks(settings):
+    settings.EVOLINK = {**settings.EVOLINK, "DEFAULT_IMAGE_CREDITS": 1.5,
+                        "LIMITS_POLICY": "django_evolink.core.limits.configured_limits",
+                        "LIMITS": {"ACTIVE_TASKS_PER_USER": 5, "CREDITS_PER_DAY": 100.5}}
+    assert "django_evolink.E007" not in ids()

@@ -12,8 +12,9 @@ count (:class:`EstimatedCountPaginator`) and filters that do not scan the table 
 their choices. See ``docs/admin.md``.
 
 Modules, by what staff look at: :mod:`.tasks`, :mod:`.events`, :mod:`.images` (the
-three admins), :mod:`.usage` (the usage view), :mod:`.actions` (what staff can do),
-:mod:`.balance`, :mod:`.filters`, :mod:`.display`, :mod:`.pagination` and :mod:`.base`.
+three admins), :mod:`.usage` (the usage view, with who is near a spending limit),
+:mod:`.prices` (the price table), :mod:`.actions` (what staff can do), :mod:`.balance`,
+:mod:`.filters`, :mod:`.display`, :mod:`.pagination` and :mod:`.base`.
 Django's autodiscovery imports this package, which registers the admins.
 """
 
@@ -21,22 +22,25 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ..core.models import GeneratedImage, ImageTask, TaskEvent
+from ..core.models import GeneratedImage, ImageTask, ModelPrice, TaskEvent
 from .balance import fetch_credit_balance
 from .display import pretty_json, redact_data
 from .events import TaskEventAdmin
 from .images import GeneratedImageAdmin
 from .pagination import EstimatedCountPaginator
+from .prices import ModelPriceAdmin
 from .tasks import ImageTaskAdmin
 
 admin.site.register(ImageTask, ImageTaskAdmin)
 admin.site.register(TaskEvent, TaskEventAdmin)
 admin.site.register(GeneratedImage, GeneratedImageAdmin)
+admin.site.register(ModelPrice, ModelPriceAdmin)
 
 __all__ = [
     "EstimatedCountPaginator",
     "GeneratedImageAdmin",
     "ImageTaskAdmin",
+    "ModelPriceAdmin",
     "TaskEventAdmin",
     "fetch_credit_balance",
     "pretty_json",

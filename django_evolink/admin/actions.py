@@ -251,7 +251,7 @@ class TaskActions(ActionReporting):
             short = str(task.pk)[:8]
 
             def resubmit(task: ImageTask = task) -> ImageTask:
-                return services.create_like(task, user=task.user)
+                return services.create_like(task, user=task.user, request=request)
 
             def refused(exc: EvolinkError, task: ImageTask = task) -> str:
                 return self._resubmit_refused(request, task, exc)

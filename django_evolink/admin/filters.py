@@ -15,7 +15,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 
 from ..core.models import ImageTask
-from ..evolink import catalogue
+from ..evolink import catalogue, task_errors
 
 if TYPE_CHECKING:
     from django.db.models.fields.related import RelatedField
@@ -43,21 +43,27 @@ class ModelNameFilter(admin.SimpleListFilter):
 
 
 class LocalErrorFilter(admin.SimpleListFilter):
-    """Failed tasks by the local decision that failed them; fixed choices (no table scan).
+    """Failed tasks by error code: the local decisions that failed them, then Evolink's
+    own codes of a failed task (evolink-api.md §7); fixed choices (no table scan).
 
     ``outcome_unknown`` is the one an operator must act on: the create was sent, its
     answer was lost, and Evolink may have made and billed the task (see docs/reliability.md).
     """
 
-    title = _("local error")
+    title = _("error")
     parameter_name = "error_code"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple]:
-        return [
+        local = [
             ("outcome_unknown", _("Outcome unknown: check the Evolink dashboard")),
             ("timeout", _("Timed out")),
             ("not_found_error", _("Unknown to Evolink")),
         ]
+        evolink = [(code, code) for code in sorted(task_errors.CODES)]
+        selected = self.value()
+        known = {code for code, _label in local + evolink}
+        extra = [(selected, selected)] if selected and selected not in known else []
+        return local + evolink + extra
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():

@@ -23,6 +23,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..core.models import GeneratedImage, ImageTask
+from ..evolink import task_errors
 from .actions import TaskActions
 from .balance import fetch_credit_balance
 from .base import ReadOnlyMirrorAdmin
@@ -58,15 +59,14 @@ if TYPE_CHECKING:
 class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     """Every image task: who asked what, where it stands, what it cost, what happened."""
 
+    # Fits 1280 px beside the admin's sidebar and the filters: the progress bar sits under
+    # the status badge, the model under the prompt (each column costs its header's width).
     list_display = (
         "short_id",
         "user_display",
-        "model",
-        "status_display",
-        "progress_display",
+        "status_progress",
         "prompt_excerpt",
-        "input_thumbnail",
-        "result_thumbnail",
+        "thumbnails",
         "credits_display",
         "created_at",
     )
@@ -134,6 +134,7 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
                 ("next_poll_at", "last_polled_at"),
                 ("poll_count", "poll_error_count"),
                 "lease_until",
+                "credits_estimated",
                 "events_link",
             ),
         },
@@ -145,7 +146,7 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         "input_files_display", "billing_rule", "credits_reserved", "user_group",
         "estimated_time", "can_cancel", "error_display", "submit_started_at", "submitted_at",
         "callback_received_at", "images_stored_at", "next_poll_at", "last_polled_at",
-        "poll_count", "poll_error_count", "lease_until", "events_link",
+        "poll_count", "poll_error_count", "lease_until", "credits_estimated", "events_link",
     )
 
     # ---------------------------------------------------------------- queryset
@@ -206,13 +207,22 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         """Evolink's progress as a bar."""
         return progress_bar(obj.progress, obj.status)
 
+    @admin.display(description=_("status"), ordering="status")
+    def status_progress(self, obj: ImageTask) -> SafeString:
+        """The status badge with Evolink's progress bar under it (the changelist)."""
+        return format_html('{}<span class="evolink-under">{}</span>',
+                           status_badge(obj.status, obj.get_status_display()),
+                           progress_bar(obj.progress, obj.status))
+
     @admin.display(description=_("prompt"))
     def prompt_excerpt(self, obj: ImageTask) -> SafeString:
-        """The start of the prompt (a longer excerpt on hover)."""
+        """The start of the prompt (a longer excerpt on hover) and the model under it."""
         return format_html(
-            '<span class="evolink-prompt" title="{}">{}</span>',
+            '<span class="evolink-prompt" title="{}">{}</span>'
+            '<span class="evolink-model evolink-muted evolink-small">{}</span>',
             Truncator(safe_text(obj.prompt)).chars(300),
             Truncator(safe_text(obj.prompt)).chars(60),
+            obj.model,
         )
 
     @admin.display(description=_("input"))
@@ -227,6 +237,12 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         if images is None:  # not fetched through get_queryset
             images = list(obj.images.order_by("index")[:1])
         return thumbnail(image_url(images[0] if images else None), title=gettext("result"))
+
+    @admin.display(description=_("images"))
+    def thumbnails(self, obj: ImageTask) -> SafeString:
+        """The first input image and the first result, side by side (the changelist)."""
+        return format_html('<span class="evolink-thumbs">{}{}</span>',
+                           self.input_thumbnail(obj), self.result_thumbnail(obj))
 
     @admin.display(description=_("credits reserved"), ordering="credits_reserved")
     def credits_display(self, obj: ImageTask) -> str:
@@ -287,9 +303,11 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         if not (obj.error_code or obj.error_message):
             return format_html("{}", "–")
         return format_html(
-            '<div class="evolink-error"><strong>{}</strong><br>{}</div>',
+            '<div class="evolink-error"><strong>{}</strong><br>{}{}</div>',
             obj.error_code or gettext("error"),
             safe_text(obj.error_message),
+            format_html("<br><em>{}</em>", fix) if (fix := task_errors.hint(obj.error_code))
+            else "",
         )
 
     @admin.display(description=_("all events"))

@@ -26,6 +26,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .. import conf
+from ..core import limits
 from ..core.models import ImageTask, Status
 from .exports import csv_response
 
@@ -254,6 +256,38 @@ def bar_chart(days: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
+def limits_data() -> dict[str, Any] | None:
+    """The spending limits of the last 24 hours (rolling), or None when none is set:
+    the site's credits against ``CREDITS_PER_DAY`` and the users nearest a per-user limit
+    (those at :data:`~django_evolink.core.limits.NEAR_SHARE` or more of one)."""
+    site = limits.configured_limits()
+    if not site.any and conf.get("LIMITS_POLICY") is None:
+        return None
+    used = limits.site_credits_used()
+    near = []
+    for standing in limits.standings():
+        if not standing.near:
+            continue
+        bounds = standing.limits
+        near.append({
+            "user": standing.user,
+            "active": standing.active,
+            "active_limit": bounds.ACTIVE_TASKS_PER_USER,
+            "credits_text": _fmt(standing.credits),
+            "credits_limit": (None if bounds.CREDITS_PER_USER_PER_DAY is None
+                              else _fmt(bounds.CREDITS_PER_USER_PER_DAY)),
+            "share": round(float(max(standing.shares.values())) * 100),
+        })
+    return {
+        "site_used": _fmt(used),
+        "site_limit": None if site.CREDITS_PER_DAY is None else _fmt(site.CREDITS_PER_DAY),
+        "site_share": (None if not site.CREDITS_PER_DAY
+                       else min(100, round(float(used / site.CREDITS_PER_DAY) * 100))),
+        "near": near[:MAX_USERS_SHOWN],
+        "near_share": round(float(limits.NEAR_SHARE) * 100),
+    }
+
+
 def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
     """Credits and task counts per day and per user; ``?export=day|user`` for CSV."""
     if not model_admin.has_view_permission(request):
@@ -313,6 +347,7 @@ def usage_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpRespo
         "form": form,
         "start": start,
         "end": end,
+        "limits": limits_data(),
         "export_error": (
             gettext("Unknown export %(export)r: use “day”, “user” or “model”.")
             % {"export": export}

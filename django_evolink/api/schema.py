@@ -62,6 +62,21 @@ REFUSAL_SCHEMA: dict[str, Any] = {
     "required": ["detail", "code", "task"],
 }
 
+#: A create refused by a spending limit: ``{detail, code: limit_exceeded, task: null, limit,
+#: remaining}`` (docs/limits.md).
+LIMIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **ERROR_SCHEMA["properties"],
+        "code": {"type": "string", "enum": ["limit_exceeded"]},
+        "limit": {"type": "string", "enum": ["ACTIVE_TASKS_PER_USER",
+                                             "CREDITS_PER_USER_PER_DAY", "CREDITS_PER_DAY"]},
+        "remaining": {"type": "string", "description": "What is left of the limit (tasks or "
+                                                       "credits, as a decimal string)."},
+    },
+    "required": ["detail", "code", "task", "limit", "remaining"],
+}
+
 #: ``GET models/``: ``[{name, kind, default, parameters}]``.
 MODEL_LIST_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -150,13 +165,22 @@ def _common_errors() -> dict[int, Any]:
     }
 
 
-def _evolink_errors() -> dict[int, Any]:
-    return {
-        429: OpenApiResponse(
+def _evolink_errors(create: bool = False) -> dict[int, Any]:
+    too_many = (
+        OpenApiResponse(
+            {"anyOf": [ERROR_SCHEMA, LIMIT_SCHEMA]},
+            description="Throttled by this site, rate limited by Evolink after retries "
+            "(then `task` is set), or refused by a spending limit (code limit_exceeded: "
+            "nothing was kept or sent; Retry-After only when the limit frees up with time). "
+            "See the Retry-After header.",
+        ) if create else OpenApiResponse(
             ERROR_SCHEMA,
             description="Throttled by this site, or rate limited by Evolink after retries "
             "(then `task` is set). See the Retry-After header.",
-        ),
+        )
+    )
+    return {
+        429: too_many,
         502: OpenApiResponse(
             REFUSAL_SCHEMA,
             description="Evolink refused this site's credentials (401/403), failed (5xx), "
@@ -234,7 +258,7 @@ def task_list_create(view: Any) -> Any:
             ),
             **_common_errors(),
             415: OpenApiResponse(ERROR_SCHEMA, description="Neither JSON nor multipart."),
-            **_evolink_errors(),
+            **_evolink_errors(create=True),
         },
         examples=[
             OpenApiExample(

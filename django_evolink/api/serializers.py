@@ -32,10 +32,16 @@ class UsageSerializer(serializers.Serializer):
 
 
 class TaskErrorSerializer(serializers.Serializer):
-    """Why a task failed: Evolink's error type (or a local code) and a message."""
+    """Why a task failed: Evolink's error code (or a local code) and a message; ``hint``
+    (what to change) for the codes a user can fix, absent otherwise."""
 
     code = serializers.CharField()
     message = serializers.CharField()
+    hint = serializers.CharField(
+        required=False,
+        help_text=gettext_lazy("What to change before trying again, for the errors a user "
+                               "can fix (e.g. content_policy_violation)."),
+    )
 
 
 class GeneratedImageSerializer(serializers.ModelSerializer):

@@ -31,7 +31,7 @@ from .. import conf
 from ..core import live, services
 from ..core.models import ImageTask
 from ..evolink import catalogue
-from ..exceptions import EvolinkError, EvolinkValidationError
+from ..exceptions import EvolinkError, EvolinkLimitExceededError, EvolinkValidationError
 from . import schema, uploads
 from .errors import error_response
 from .events import EventStreamRenderer, TaskStream
@@ -158,7 +158,8 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
         else:
             serializer = TaskCreateSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            task = services.create_task(**serializer.validated_data, user=user)
+            task = services.create_task(**serializer.validated_data, user=user,
+                                        request=request)
         task = self.task_queryset().get(pk=task.pk) if user else task
         location = reverse("evolink:task-detail", kwargs={"id": str(task.pk)})
         return self.task_response(task, status.HTTP_201_CREATED,
@@ -168,6 +169,9 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
         serializer = TaskUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        # refused by a limit: say so before the images are uploaded to Evolink
+        services.check_limits(user=user, model=data["model"], n=data["n"],
+                              params=data["params"], request=request)
         prepared = uploads.prepare_inputs(data["images"], request=request)
         try:
             return services.create_task(
@@ -178,7 +182,11 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
                 params=data["params"],
                 user=user,
                 input_files=[p.storage_name for p in prepared],
+                request=request,
             )
+        except EvolinkLimitExceededError:
+            uploads.delete_inputs([p.storage_name for p in prepared])  # nothing was saved
+            raise
         except EvolinkValidationError as exc:
             # nothing was saved: drop the copies, and speak of the files, not of URLs
             uploads.delete_inputs([p.storage_name for p in prepared])

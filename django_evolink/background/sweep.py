@@ -51,7 +51,7 @@ from ..core.models import (
 from ..core.services import OUTCOME_UNKNOWN_MESSAGE
 from ..core.transitions import ApplyResult, apply_payload, fail_task
 from ..evolink.client import get_client
-from ..exceptions import EvolinkError, EvolinkNotFoundError, EvolinkTransportError
+from ..exceptions import EvolinkError, EvolinkTransportError, is_unknown_task
 from . import queue
 
 logger = logging.getLogger("django_evolink.sweep")
@@ -72,6 +72,11 @@ COUNT_KEYS = (
     "submits_abandoned",  # submissions whose answer never came (outcome_unknown)
     "downloads_enqueued",  # tasks whose result downloads were enqueued again
 )
+
+#: Counts worth an INFO line ("sweep: ..."): a task ended here (its callback did not come)
+#: or something failed. Sweeps that only claimed and polled running tasks log at DEBUG.
+NOTABLE_COUNTS = ("completed", "failed", "errors", "skipped", "submits_abandoned",
+                  "downloads_enqueued")
 
 _ACTIVE = sorted(ACTIVE_STATUSES)
 _FINAL = sorted(FINAL_STATUSES)
@@ -252,11 +257,11 @@ def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         return
     # kind == "error"
     exc: Exception = value
-    if isinstance(exc, EvolinkNotFoundError):
+    if is_unknown_task(exc):  # 404, or 400 on a malformed task_id: it will never be known
         counts["polled"] += 1
         result = fail_task(
             task,
-            code="not_found_error",
+            code=getattr(exc, "type", "") or "not_found_error",
             message=exc.message
             or gettext("Evolink no longer knows this task (expired or unknown)."),
             source=EventSource.POLL,
@@ -476,5 +481,9 @@ def run_sweep(all_tasks: bool = False, limit: int | None = None) -> dict[str, in
                 executor.shutdown(wait=True)
     _requeue_downloads(timezone.now(), counts, max(cap, 1))
     if any(counts.values()):
-        logger.info("sweep: %s", ", ".join(f"{k}={v}" for k, v in counts.items() if v))
+        # INFO only when the sweep did what callbacks should have (finished a task) or
+        # something went wrong; claiming and polling running tasks is routine (DEBUG).
+        notable = any(counts.get(key) for key in NOTABLE_COUNTS)
+        logger.log(logging.INFO if notable else logging.DEBUG, "sweep: %s",
+                   ", ".join(f"{k}={v}" for k, v in counts.items() if v))
     return counts

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from django.core.files.storage import Storage
 
 from .. import conf
+from ..evolink import task_errors
 from ..exceptions import redact
+from .pricing import price_key
 
 
 class Status(models.TextChoices):
@@ -154,6 +156,15 @@ class ImageTask(models.Model):
         help_text=_("Storage names of the copies of uploaded inputs."),
     )
     images_stored_at = models.DateTimeField(_("images stored"), null=True, blank=True)
+    credits_estimated = models.DecimalField(
+        _("credits estimated"),
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("What the task was expected to reserve before it was sent (the price "
+                    "table); counted against the credit limits until Evolink's figure comes."),
+    )
 
     objects = ImageTaskQuerySet.as_manager()
 
@@ -202,9 +213,15 @@ class ImageTask(models.Model):
 
     @property
     def error(self) -> dict[str, str] | None:
+        """``{code, message}``, plus ``hint`` (what to change, translated) for a code
+        of Evolink's the user can fix; None when the task has no error."""
         if not self.error_code and not self.error_message:
             return None
-        return {"code": self.error_code, "message": self.error_message}
+        error = {"code": self.error_code, "message": self.error_message}
+        fix = task_errors.hint(self.error_code)
+        if fix is not None:
+            error["hint"] = fix
+        return error
 
 
 class GeneratedImage(models.Model):
@@ -295,3 +312,62 @@ class TaskEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_source_display()} {self.received_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+
+
+class ModelPrice(models.Model):
+    """What one image of a model with given parameters cost last time (the price table).
+
+    Learnt from Evolink's ``usage.credits_reserved`` (divided by the images requested)
+    whenever a submit answer differs from the estimate; staff may edit it. Read before a
+    create to estimate its cost against the credit limits (:mod:`django_evolink.core.limits`).
+    """
+
+    model = models.CharField(_("model"), max_length=64)
+    params = models.JSONField(
+        _("parameters"),
+        default=dict,
+        blank=True,
+        help_text=_("The parameters that set the price (the seed and other per-request "
+                    "values left out)."),
+    )
+    params_key = models.CharField(_("parameters key"), max_length=64, editable=False)
+    credits_per_image = models.DecimalField(
+        _("credits per image"), max_digits=14, decimal_places=4
+    )
+    seen_at = models.DateTimeField(
+        _("last reported by Evolink"), null=True, blank=True,
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["model", "params_key"]
+        verbose_name = _("model price")
+        verbose_name_plural = _("model prices")
+        constraints = [
+            models.UniqueConstraint(fields=["model", "params_key"], name="evolink_price_uniq"),
+            models.CheckConstraint(condition=Q(credits_per_image__gte=0),
+                                   name="evolink_price_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.params or {}}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.params_key = price_key(self.params)
+        super().save(*args, **kwargs)
+
+
+class LimitLock(models.Model):
+    """One row per scope of the limits (``site``, ``user:<pk>``), written (and so locked)
+    at the start of every limited create, so that two creates of one scope are checked
+    one after the other and cannot both take the last slot. Holds no figures."""
+
+    key = models.CharField(_("scope"), max_length=64, unique=True)
+    touched_at = models.DateTimeField(_("last create checked"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("limit lock")
+        verbose_name_plural = _("limit locks")
+
+    def __str__(self) -> str:
+        return self.key

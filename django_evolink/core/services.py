@@ -20,10 +20,10 @@ from ..exceptions import (
     EvolinkAPIError,
     EvolinkError,
     EvolinkMalformedResponseError,
-    EvolinkNotFoundError,
     EvolinkOutcomeUnknownError,
+    is_unknown_task,
 )
-from . import attention, hooks, tokens
+from . import attention, hooks, limits, tokens
 from .models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
 from .transitions import ApplyResult, apply_payload, fail_task
 
@@ -45,47 +45,86 @@ def create_task(
     params: dict[str, Any] | None = None,
     user: Any = None,
     input_files: list[str] | None = None,
+    request: Any = None,
 ) -> ImageTask:
-    """Validate, save as ``queued``, and submit (now, or by a worker with ASYNC_SUBMIT).
+    """Validate, check the spending limits, save as ``queued``, and submit (now, or by a
+    worker with ASYNC_SUBMIT).
 
     ``model`` defaults to ``EVOLINK['DEFAULT_MODEL']``; ``params`` holds the model's other
     parameters by Evolink's names (``{"size": "16:9", "seed": 7}``). A text-to-image
     model takes no ``image_urls``. Raises
     :class:`~django_evolink.exceptions.EvolinkValidationError` before anything is saved or
-    sent when the input is not allowed. When Evolink refuses the task it is kept as
-    ``failed`` with Evolink's error and the typed exception is raised; the task is
-    available as ``exc.task``.
+    sent when the input is not allowed, and
+    :class:`~django_evolink.exceptions.EvolinkLimitExceededError` (nothing saved or sent)
+    when the create would pass a limit of ``EVOLINK['LIMITS']`` or of the
+    ``LIMITS_POLICY``, which is given ``user`` and ``request`` (the web request, if any).
+    When Evolink refuses the task it is kept as ``failed`` with Evolink's error and the
+    typed exception is raised; the task is available as ``exc.task``.
     """
     cleaned = catalogue.validate_request(
         prompt=prompt, image_urls=image_urls, n=n, model=model, params=params
     )
     cleaned["n"] = cleaned["n"] or 1  # a model without n makes one image per task
     user = user if getattr(user, "is_authenticated", False) or user is None else None
-    if conf.get("ASYNC_SUBMIT"):
-        task = ImageTask.objects.create(
-            user=user, input_files=list(input_files or []), **cleaned
-        )
+    fields: dict[str, Any] = {"user": user, "input_files": list(input_files or []), **cleaned}
+    raw_token = ""
+    if not conf.get("ASYNC_SUBMIT"):
+        # Submitted now: the row is inserted already claimed (submit_started_at set, the
+        # callback token's hash stored), the same state _claim_for_submit leaves, in one
+        # write before anything is sent. No other worker can claim it.
+        raw_token, token_hash = tokens.new_token()
+        fields.update(submit_started_at=timezone.now(), callback_token_hash=token_hash)
+    bounds = limits.limits_for(user, request)
+    if bounds.any:
+        task = _create_within(bounds, fields, request)
+    else:
+        task = ImageTask.objects.create(**fields)
+    if raw_token:
+        _send(task, raw_token)
+    else:
         transaction.on_commit(lambda: hooks.announce_submit_requested(task.pk))
-        return task
-    # Submitted now: the row is inserted already claimed (submit_started_at set, the
-    # callback token's hash stored), the same state _claim_for_submit leaves, in one
-    # write before anything is sent. No other worker can claim it.
-    raw_token, token_hash = tokens.new_token()
-    task = ImageTask.objects.create(
-        user=user,
-        input_files=list(input_files or []),
-        submit_started_at=timezone.now(),
-        callback_token_hash=token_hash,
-        **cleaned,
-    )
-    _send(task, raw_token)
     return task
 
 
-def create_like(task: ImageTask, *, user: Any = None) -> ImageTask:
+def _create_within(bounds: limits.Limits, fields: dict[str, Any], request: Any) -> ImageTask:
+    """Insert the task in the transaction that checks ``bounds``, or raise
+    :class:`~django_evolink.exceptions.EvolinkLimitExceededError` with nothing saved.
+
+    The check's lock is released when this transaction commits, before anything is sent.
+    (``savepoint=False``: no extra statements inside a caller's transaction; a refusal is
+    raised after the block, so it never marks that transaction for rollback.)
+    """
+    with transaction.atomic(savepoint=False):
+        estimate, refusal = limits.reserve(
+            user=fields["user"], model=fields["model"], n=fields["n"],
+            params=fields.get("params"), limits=bounds,
+        )
+        if refusal is None:
+            return ImageTask.objects.create(credits_estimated=estimate, **fields)
+    raise limits.refuse(refusal, request=request)
+
+
+def check_limits(*, user: Any = None, model: str | None = None, n: int | None = None,
+                 params: dict[str, Any] | None = None, request: Any = None) -> None:
+    """Raise :class:`~django_evolink.exceptions.EvolinkLimitExceededError` now when a
+    create like this would be refused, before work that must not be wasted on it (input
+    images uploaded to Evolink). Only a first look: :func:`create_task` checks again, under
+    its lock, and that check is the one that holds."""
+    user = user if getattr(user, "is_authenticated", False) else None
+    bounds = limits.limits_for(user, request)
+    if not bounds.any:
+        return
+    with transaction.atomic():
+        _estimate, refusal = limits.reserve(user=user, model=model or conf.get("DEFAULT_MODEL"),
+                                            n=n or 1, params=params, limits=bounds)
+    if refusal is not None:
+        raise limits.refuse(refusal, request=request)
+
+
+def create_like(task: ImageTask, *, user: Any = None, request: Any = None) -> ImageTask:
     """A new task with ``task``'s request (model, prompt, images, ``n`` where the model
-    takes it, parameters and stored input copies), validated and submitted as
-    :func:`create_task` does; what the admin's resubmit runs."""
+    takes it, parameters and stored input copies), validated, checked against the limits
+    and submitted as :func:`create_task` does; what the admin's resubmit runs."""
     spec = catalogue.CATALOGUE.get(task.model)
     return create_task(
         prompt=task.prompt or None,
@@ -95,6 +134,7 @@ def create_like(task: ImageTask, *, user: Any = None) -> ImageTask:
         params=dict(task.params or {}),
         user=user,
         input_files=list(task.input_files or []),
+        request=request,
     )
 
 
@@ -167,6 +207,7 @@ def _send(task: ImageTask, raw_token: str) -> ImageTask:
             task, error, "outcome_unknown", OUTCOME_UNKNOWN_MESSAGE + f" (answer {result.outcome})"
         )
         raise error
+    limits.learn_price(task)
     return task
 
 
@@ -208,16 +249,19 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyRes
     transition path; what every "ask Evolink now" (refresh, callback re-fetch) does.
 
     A 404 marks the task ``failed`` with the code ``not_found_error`` (Evolink no longer
-    knows it); any other :class:`~django_evolink.exceptions.EvolinkError` is raised.
+    knows it), a 400 on ``task_id`` (a malformed id) with ``invalid_request_error``; any
+    other :class:`~django_evolink.exceptions.EvolinkError` is raised.
     """
     if not task.evolink_id:
         raise ValueError(f"task {task.pk} was never accepted by Evolink: nothing to fetch")
     try:
         answer = get_client().get_task(task.evolink_id)
-    except EvolinkNotFoundError as exc:
+    except EvolinkAPIError as exc:
+        if not is_unknown_task(exc):
+            raise
         return fail_task(
             task,
-            code="not_found_error",
+            code=exc.type or "not_found_error",
             message=exc.message or "Evolink no longer knows this task (expired or unknown).",
             source=source,
             payload=exc.body if isinstance(exc.body, dict) else {"error": exc.as_dict()},
@@ -266,6 +310,7 @@ def reapply_event(event: TaskEvent, *, source: str = EventSource.ADMIN) -> Apply
 
 __all__ = [
     "body_is_trusted",
+    "check_limits",
     "create_like",
     "create_task",
     "reapply_event",

@@ -296,8 +296,11 @@ def _apply(
     )
     if task.status != old:
         _after_commit(task, old, task.status)
-    if changed or outcome not in (EventOutcome.UNCHANGED,):
+    if task.status != old:  # what a person wants to read: the task moved on
         logger.info("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status, outcome)
+    elif changed or outcome not in (EventOutcome.UNCHANGED,):  # progress, stale, ...: routine
+        logger.debug("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status,
+                     outcome)
     return ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
 
 

@@ -123,6 +123,8 @@ class CallbackDelivery:
             response = core._http.post(
                 url, json=body, timeout=core.callback_timeout,
                 headers={"User-Agent": "Evolink-Emulator/1.0"},
+                # a 3xx is an answer like any non-2xx: not delivered, retried; never followed
+                allow_redirects=False,
             )
             status = response.status_code
             response.close()

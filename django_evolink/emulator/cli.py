@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -136,11 +137,44 @@ def make_emulator(options: dict[str, Any]) -> Emulator:
     return emulator
 
 
+class StartError(Exception):
+    """The emulator could not listen (the port is taken, the host is not ours, ...).
+
+    ``in_use`` says the port is taken (the Django command words that case itself).
+    """
+
+    def __init__(self, message: str, *, host: str, port: int, in_use: bool = False) -> None:
+        super().__init__(message)
+        self.host, self.port, self.in_use = host, port, in_use
+
+
+def start_error(host: str, port: int, exc: OSError) -> StartError:
+    """One line saying why ``host:port`` could not be used and what to do instead."""
+    if exc.errno == errno.EADDRINUSE:
+        return StartError(
+            f"port {port} on {host} is already in use (another emulator or server?): stop "
+            f"it, or choose another port with --port, e.g. --port {port + 1} (--port 0 picks "
+            "a free one)", host=host, port=port, in_use=True,
+        )
+    if exc.errno == errno.EACCES:
+        return StartError(f"no permission to listen on {host}:{port}: use --port above 1023",
+                          host=host, port=port)
+    reason = exc.strerror or str(exc)
+    return StartError(f"cannot listen on {host}:{port}: {reason}; check --host and --port",
+                      host=host, port=port)
+
+
 def run(options: dict[str, Any], out: _Output | None = None) -> int:
-    """Start an emulator from ``options`` and serve until Ctrl-C."""
+    """Start an emulator from ``options`` and serve until Ctrl-C.
+
+    Raises :class:`StartError` (one line, with the fix) when it cannot listen.
+    """
     out = out or sys.stdout
     emulator = make_emulator(options)
-    emulator.start(options["host"], options["port"])
+    try:
+        emulator.start(options["host"], options["port"])
+    except OSError as exc:
+        raise start_error(options["host"], options["port"], exc) from None
     out.write(
         f"Evolink emulator on {emulator.url}\n"
         f"  EVOLINK = {{'BASE_URL': '{emulator.url}', 'FILES_BASE_URL': '{emulator.url}', "
@@ -158,5 +192,10 @@ def run(options: dict[str, Any], out: _Output | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m django_evolink.emulator``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    options = vars(build_parser().parse_args(argv))
-    return run(options)
+    parser = build_parser()
+    options = vars(parser.parse_args(argv))
+    try:
+        return run(options)
+    except StartError as exc:
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .core import EmulatorCore
+from .faults import CANCELLED_CODE, check_fail_code
 from .http import CONTROL_PREFIX
 from .lifecycle import Lifecycle
 from .state import Task
@@ -96,7 +97,8 @@ class ControlApi:
         state["_emulator"] = {
             "prompt": task.prompt, "n": task.n, "image_urls": task.image_urls,
             "callback_url": task.callback_url, "duration": task.duration,
-            "outcome": task.outcome, "error_message": task.error_message,
+            "outcome": task.outcome, "error_code": task.error_code,
+            "error_message": task.error_message,
             "finished_at": task.finished_at, "results_expire_at": task.results_expire_at,
             "credits_charged": task.credits_charged,
         }
@@ -162,7 +164,12 @@ class ControlApi:
 
     def _credits(self, request: ControlRequest) -> dict[str, Any]:
         if request.method == "POST":
-            self._set_credits(float(request.body["credits"]))
+            if "credits" in request.body:
+                self._set_credits(float(request.body["credits"]))
+            if "token_credits" in request.body:
+                token = request.body["token_credits"]
+                with self._core._lock:
+                    self._core.credits.set_token_balance(None if token is None else float(token))
         with self._core._lock:
             return self._core.credits.as_json()
 
@@ -189,7 +196,9 @@ class ControlApi:
     def _end_task(self, request: ControlRequest) -> dict[str, Any]:
         outcome = TASK_ACTIONS[request.params["action"]]
         message = request.body.get("message") if outcome == "failed" else None
-        self._lifecycle.end_now(request.params["task_id"], outcome, message)
+        code = {"failed": check_fail_code(request.body.get("code")),
+                "cancelled": CANCELLED_CODE}.get(outcome)
+        self._lifecycle.end_now(request.params["task_id"], outcome, message, code)
         return self._task(request)
 
     def _not_allowed(self, request: ControlRequest) -> dict[str, Any]:

@@ -31,6 +31,8 @@ class EmulatorCore(Protocol):
     callback_timeout: float
     download_timeout: float
     upload_max_bytes: int
+    upload_quota: int
+    request_max_bytes: int
     models: set[str]
     public_url: str | None
     tick_interval: float

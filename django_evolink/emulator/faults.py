@@ -16,17 +16,62 @@ from typing import Any
 ENDPOINTS = ("create", "task", "credits", "upload", "files")
 
 #: The ``type`` and default message of each injectable error status (evolink-api.md §6).
+#: Hints (when to retry, where to go) are not in the message: see :data:`SUGGESTIONS`.
 ERROR_TYPES: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request"),
     401: ("authentication_error", "Invalid API key"),
     402: ("insufficient_quota_error", "Insufficient credits"),
     403: ("permission_error", "You do not have access to this resource"),
     404: ("not_found_error", "Not found"),
-    429: ("rate_limit_error", "Rate limit exceeded, please retry after 60 seconds"),
+    413: ("request_too_large_error", "The request is too large"),
+    429: ("rate_limit_error", "Rate limit exceeded"),
     500: ("internal_server_error", "Internal server error"),
     502: ("upstream_error", "The upstream model provider failed"),
-    503: ("service_unavailable_error", "Service temporarily unavailable, retry after 30 seconds"),
+    503: ("service_unavailable_error", "Service temporarily unavailable"),
 }
+
+#: The ``fallback_suggestion`` of each error status that has one (evolink-api.md §6: the
+#: hints travel there, not in ``message``). 402 links to billing (``errors.BILLING_URL``);
+#: a 404 for an unknown model suggests a model name (``validation``).
+SUGGESTIONS: dict[int, str] = {
+    429: "retry after 60 seconds",
+    500: "retry after a few seconds; if it persists, try another model",
+    502: "retry after a few seconds; if it persists, try another model",
+    503: "retry after 30 seconds",
+}
+
+#: Evolink's codes of a failed task (evolink-api.md §7) and the emulator's message for
+#: each (Evolink's own wording is not published; these say what happened and what to do).
+TASK_ERROR_CODES: dict[str, str] = {
+    "content_policy_violation": "The prompt or an input image was refused by the content "
+                                "policy; change the prompt or the images",
+    "invalid_parameters": "The model refused the parameters of the request",
+    "image_processing_error": "An input image could not be fetched or processed",
+    "image_dimension_mismatch": "The input images do not have the dimensions the model needs",
+    "request_cancelled": "The task was cancelled",
+    "generation_failed_no_content": "The model returned no image; retry later",
+    "service_error": "The generation service failed; retry later",
+    "generation_timeout": "The generation took too long and was stopped; retry later",
+    "resource_exhausted": "The model has no capacity left right now; retry later",
+    "quota_exceeded": "The model's quota is exceeded; retry later",
+    "service_unavailable": "The generation service is unavailable; retry later",
+    "resource_not_found": "A resource the task needs was not found",
+    "unknown_error": "The task failed for an unknown reason",
+}
+#: The code of a task failed without naming one (``fail_next``, ``fail_rate``, ``/fail``).
+DEFAULT_FAIL_CODE = "generation_failed_no_content"
+#: The code a cancelled task carries (the emulator's guess: Evolink publishes the code
+#: ``request_cancelled`` but no cancelled task body).
+CANCELLED_CODE = "request_cancelled"
+
+
+def check_fail_code(code: str | None) -> str:
+    """``code`` if it is one of Evolink's task error codes (None: the default code)."""
+    if code is None:
+        return DEFAULT_FAIL_CODE
+    if code not in TASK_ERROR_CODES:
+        raise ValueError(f"unknown task error code {code!r}; one of {sorted(TASK_ERROR_CODES)}")
+    return code
 
 LOSE_MODES = ("timeout", "reset", "close")
 
@@ -179,10 +224,15 @@ class Faults:
         with self._lock:
             self._reorder.set(count)
 
-    def fail_next_tasks(self, count: int | None = 1, message: str | None = None) -> None:
-        """The next ``count`` tasks created end ``failed`` instead of ``completed``."""
+    def fail_next_tasks(self, count: int | None = 1, message: str | None = None,
+                        code: str | None = None) -> None:
+        """The next ``count`` tasks created end ``failed`` instead of ``completed``, with
+        ``error.code`` ``code`` (one of :data:`TASK_ERROR_CODES`; default
+        ``generation_failed_no_content``) and ``error.message`` ``message`` (default: the
+        code's own)."""
+        code = check_fail_code(code)
         with self._lock:
-            self._fail_next.set(count, message)
+            self._fail_next.set(count, (code, message))
 
     def cancel_next_tasks(self, count: int | None = 1) -> None:
         """The next ``count`` tasks created end ``cancelled``."""
@@ -197,7 +247,7 @@ class Faults:
         retry_after, message}]; ``error_rates`` {endpoint: {rate, status, retry_after}};
         ``lose_create`` {count, mode, hold}; ``drop_callbacks`` count;
         ``duplicate_callbacks`` {times, count}; ``delay_callbacks`` {seconds, count};
-        ``reorder_callbacks`` count; ``fail_next`` count or {count, message};
+        ``reorder_callbacks`` count; ``fail_next`` count or {count, code, message};
         ``cancel_next`` count; ``clear`` true (clear first).
         """
         unknown = set(spec) - {
@@ -244,7 +294,7 @@ class Faults:
         if "fail_next" in spec:
             fail = spec["fail_next"]
             fail = {"count": fail} if not isinstance(fail, dict) else fail
-            self.fail_next_tasks(fail.get("count", 1), fail.get("message"))
+            self.fail_next_tasks(fail.get("count", 1), fail.get("message"), fail.get("code"))
         if "cancel_next" in spec:
             self.cancel_next_tasks(spec["cancel_next"])
 
@@ -307,16 +357,18 @@ class Faults:
             hit, value = self._lose_create.take()
             return value if hit else None
 
-    def take_task_outcome(self) -> tuple[str, str | None]:
-        """How the next created task ends: ("completed"|"failed"|"cancelled", message)."""
+    def take_task_outcome(self) -> tuple[str, str | None, str | None]:
+        """How the next created task ends: ("completed"|"failed"|"cancelled", error code,
+        error message)."""
         with self._lock:
-            hit, message = self._fail_next.take()
+            hit, value = self._fail_next.take()
             if hit:
-                return "failed", message
+                code, message = value
+                return "failed", code, message
             hit, _ = self._cancel_next.take()
             if hit:
-                return "cancelled", None
-            return "completed", None
+                return "cancelled", CANCELLED_CODE, None
+            return "completed", None, None
 
     def take_callback_plan(self) -> dict[str, Any]:
         """What the callback faults do to the next finished task's callback."""

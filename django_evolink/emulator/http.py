@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .core import EmulatorCore
-from .errors import BILLING_URL, ApiError
+from .errors import ApiError
 from .faults import ERROR_TYPES
 from .state import RequestRecord
 
@@ -58,6 +58,7 @@ class ApiRequest:
     body: Any = None  # the JSON body, None if absent or multipart
     raw: bytes = b""
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route
+    query: dict[str, str] = field(default_factory=dict)  # last value of each parameter
 
 
 class Route(NamedTuple):
@@ -68,6 +69,7 @@ class Route(NamedTuple):
     endpoint: str
     handler: Callable[[ApiRequest], Any]
     multipart: bool = False  # log the form fields and file sizes of the body
+    files_api: bool = False  # errors in the files API's envelope {success, code, msg}
 
 
 #: The control API: (method, path, query, JSON body) -> (status, JSON answer).
@@ -211,17 +213,21 @@ class RequestHandler(BaseHTTPRequestHandler):
             injected = core.faults.error_for(route.endpoint)
             if injected is not None:
                 default_type, default_message = ERROR_TYPES[injected.status]
-                raise ApiError(
-                    injected.status, injected.message or default_message,
-                    fallback_suggestion=BILLING_URL if injected.status == 402 else None,
-                    retry_after=injected.retry_after,
-                )
+                raise ApiError(injected.status, injected.message or default_message,
+                               retry_after=injected.retry_after)
+            limit = core.upload_max_bytes if route.files_api else core.request_max_bytes
+            if len(raw) > limit:
+                raise ApiError(413, f"The request body is {len(raw)} bytes, larger than the "
+                               f"{limit / 1024 / 1024:g} MB allowed ({limit} bytes)",
+                               "file" if route.files_api else "body")
             if bad_json:
                 raise ApiError(400, "The request body is not valid JSON")
-            result: Any = route.handler(ApiRequest(path, self.headers, body, raw, params))
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            result: Any = route.handler(ApiRequest(path, self.headers, body, raw, params, query))
             status = 200
         except ApiError as exc:
-            status, result = exc.status, exc.body()
+            status = exc.status
+            result = exc.files_body() if route is not None and route.files_api else exc.body()
             if exc.retry_after is not None:
                 ra = exc.retry_after
                 extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)

@@ -59,15 +59,17 @@ class Lifecycle:
         if task is not None:
             self._refresh_task_locked(task, now)
 
-    def end_now(self, task_id: str, outcome: str, message: str | None) -> Task:
-        """End ``task_id`` now with ``outcome``; KeyError if unknown, ValueError if ended."""
+    def end_now(self, task_id: str, outcome: str, message: str | None,
+                code: str | None = None) -> Task:
+        """End ``task_id`` now with ``outcome`` (and ``error.code`` ``code`` when it is
+        failed or cancelled); KeyError if unknown, ValueError if ended."""
         core = self._core
         with core._lock:
             task = core.tasks[task_id]
             self.refresh_locked()
             if task.is_final:
                 raise ValueError(f"task {task_id} is already {task.status}")
-            task.outcome, task.error_message = outcome, message
+            task.outcome, task.error_code, task.error_message = outcome, code, message
             self._finish_locked(task, core.clock.now())
         self._delivery.run_due()
         return task
@@ -125,7 +127,7 @@ class Lifecycle:
         task.finished_at = at
         if task.outcome == "completed":
             task.progress = 100
-            task.credits_charged = round(core.price_per_image * task.n, 6)
+            task.credits_charged = round(core.price_per_image * task.n, 4)
             task.results_expire_at = at + core.result_ttl
         core.credits.settle(task.credits_reserved, task.credits_charged)
         if task.callback_url:

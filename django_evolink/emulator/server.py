@@ -20,7 +20,7 @@ from ..evolink.modelspec import image_models
 from .callbacks import EVOLINK_RETRY_DELAYS, CallbackDelivery
 from .control import ControlApi
 from .errors import ApiError
-from .faults import Faults
+from .faults import CANCELLED_CODE, Faults, check_fail_code
 from .handlers import ApiHandlers
 from .http import EmulatorHTTPServer, parse_multipart
 from .lifecycle import DEFAULT_TASK_SECONDS, Lifecycle
@@ -67,7 +67,12 @@ class Emulator:
             (Evolink: 1, 2, 4). They follow the clock: speed it up to shorten them.
         callback_timeout: real seconds a callback receiver has to answer (Evolink: 10).
         download_timeout: real seconds to download one input image.
-        upload_max_bytes: largest file the files API accepts.
+        upload_max_bytes: largest file (and request body) the files API accepts (50 MB).
+        upload_quota: how many live files the account may hold (Evolink: 100, 500 for VIP).
+        request_max_bytes: largest body of an API request (create); larger: 413
+            ``request_too_large_error``.
+        token_credits: the API key's own balance (``data.token``); None: the key has no
+            limit of its own (``unlimited_credits: true``).
         models: the model names known (others answer 404); default: every image model of
             the catalogue the app ships, each checked by its own rules.
         seed: seed of the random generator used by error rates.
@@ -93,6 +98,9 @@ class Emulator:
         callback_timeout: float = 10.0,
         download_timeout: float = 10.0,
         upload_max_bytes: int = 50 * 1024 * 1024,
+        upload_quota: int = 100,
+        request_max_bytes: int = 10 * 1024 * 1024,
+        token_credits: float | None = None,
         models: Iterable[str] | None = None,
         seed: int | None = None,
         public_url: str | None = None,
@@ -110,6 +118,8 @@ class Emulator:
         self.callback_timeout = float(callback_timeout)
         self.download_timeout = float(download_timeout)
         self.upload_max_bytes = int(upload_max_bytes)
+        self.upload_quota = int(upload_quota)
+        self.request_max_bytes = int(request_max_bytes)
         self.models = set(image_models() if models is None else models)
         self.public_url = public_url.rstrip("/") if public_url else None
         self.tick_interval = float(tick_interval)
@@ -122,7 +132,7 @@ class Emulator:
         self.requests = RequestLog()
         self.callbacks = CallbackLog()
         self.tasks = TaskStore()
-        self.credits = Credits(credits)
+        self.credits = Credits(credits, token_credits)
         self.uploads: dict[str, UploadedFile] = {}
 
         self._lock = threading.RLock()
@@ -226,23 +236,29 @@ class Emulator:
         self.clock.set_manual(self._initial["manual"])
         self.clock.set_speed(self._initial["speed"])
 
-    def set_credits(self, balance: float) -> None:
-        """Set the remaining balance (the used total is kept)."""
+    def set_credits(self, balance: float, token: float | None | bool = False) -> None:
+        """Set the account's remaining balance (the used total is kept); ``token`` sets the
+        API key's own (None: no limit of its own; left out: unchanged)."""
         with self._lock:
-            self.credits.balance = float(balance)
+            self.credits.balance = round(float(balance), 4)
+            if token is not False:
+                self.credits.set_token_balance(None if token is None else float(token))
 
     # ------------------------------------------------------------- task controls --
-    def fail_task(self, task_id: str, message: str | None = None) -> Task:
-        """End ``task_id`` now as ``failed`` (its callback fires; nothing is charged)."""
-        return self._lifecycle.end_now(task_id, "failed", message)
+    def fail_task(self, task_id: str, message: str | None = None,
+                  code: str | None = None) -> Task:
+        """End ``task_id`` now as ``failed`` with ``error.code`` ``code`` (one of
+        Evolink's, ``faults.TASK_ERROR_CODES``; default ``generation_failed_no_content``);
+        its callback fires; nothing is charged."""
+        return self._lifecycle.end_now(task_id, "failed", message, check_fail_code(code))
 
     def cancel_task(self, task_id: str) -> Task:
-        """End ``task_id`` now as ``cancelled``."""
-        return self._lifecycle.end_now(task_id, "cancelled", None)
+        """End ``task_id`` now as ``cancelled`` (``error.code`` ``request_cancelled``)."""
+        return self._lifecycle.end_now(task_id, "cancelled", None, CANCELLED_CODE)
 
     def complete_task(self, task_id: str) -> Task:
         """End ``task_id`` now as ``completed`` (results available)."""
-        return self._lifecycle.end_now(task_id, "completed", None)
+        return self._lifecycle.end_now(task_id, "completed", None, None)
 
     def expire_results(self, task_id: str | None = None) -> int:
         """Make the result images of ``task_id`` (None: every task) expire now."""

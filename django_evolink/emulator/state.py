@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .faults import CANCELLED_CODE, DEFAULT_FAIL_CODE, TASK_ERROR_CODES
+
 #: Final statuses: a task in one of them never changes again.
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
@@ -130,6 +132,8 @@ class Task:
     progress: int = 0
     #: "completed", "failed" or "cancelled": how the task ends when its time is up.
     outcome: str = "completed"
+    #: Evolink's ``error.code`` of a failed or cancelled task (evolink-api.md §7).
+    error_code: str | None = None
     error_message: str | None = None
     finished_at: float | None = None
     results_expire_at: float | None = None
@@ -183,7 +187,17 @@ class Task:
         }
         if status == "completed":
             body["results"] = self.result_urls()
+        elif status in ("failed", "cancelled"):
+            body["error"] = self.error()
         return body
+
+    def error(self) -> dict[str, str]:
+        """The ``error`` object of a failed or cancelled task: ``{code, message}``."""
+        from_code = TASK_ERROR_CODES.get(self.error_code or "", "")
+        code = self.error_code or (CANCELLED_CODE if self.status == "cancelled"
+                                   else DEFAULT_FAIL_CODE)
+        return {"code": code,
+                "message": self.error_message or from_code or TASK_ERROR_CODES[code]}
 
 
 @dataclass
@@ -449,44 +463,80 @@ class TaskStore:
         return len(self._tasks)
 
 
-class Credits:
-    """The account balance: reservations at create, charges at completion."""
+#: Evolink's credit amounts have up to four decimals (evolink-api.md §8).
+CREDIT_DECIMALS = 4
 
-    def __init__(self, balance: float) -> None:
+
+class Credits:
+    """The balances: the account's (``data.user``) and the API key's (``data.token``).
+
+    A create reserves its price from both, a finished task is charged (or refunded) on
+    both. ``token_balance`` None: the key has no limit of its own (the emulator's guess of
+    ``unlimited_credits: true``, its ``remaining_credits`` then shows the account's).
+    Amounts keep four decimals, as Evolink's.
+    """
+
+    def __init__(self, balance: float, token_balance: float | None = None) -> None:
         self.initial = float(balance)
-        self.balance = float(balance)  # what is left, reservations already deducted
-        self.used = 0.0
+        self.initial_token = None if token_balance is None else float(token_balance)
+        self.reset()
 
     def reset(self, balance: float | None = None) -> None:
         self.initial = float(self.initial if balance is None else balance)
-        self.balance = self.initial
+        self.balance = self.initial  # the account's, reservations already deducted
         self.used = 0.0
+        self.token_balance = self.initial_token  # the key's (None: unlimited)
+        self.token_used = 0.0
+
+    def set_token_balance(self, balance: float | None) -> None:
+        """Set the key's remaining balance (None: no limit of its own)."""
+        self.token_balance = self.initial_token = None if balance is None else float(balance)
+
+    @staticmethod
+    def _round(value: float) -> float:
+        return round(value, CREDIT_DECIMALS)
+
+    def short_of(self, amount: float) -> str | None:
+        """``"user"`` or ``"token"`` when that balance cannot cover ``amount``, else None."""
+        if amount > self.balance + 1e-9:
+            return "user"
+        if self.token_balance is not None and amount > self.token_balance + 1e-9:
+            return "token"
+        return None
 
     def reserve(self, amount: float) -> bool:
-        """Deduct ``amount`` if the balance covers it; False otherwise."""
-        if amount > self.balance + 1e-9:
+        """Deduct ``amount`` from both balances if they cover it; False otherwise."""
+        if self.short_of(amount):
             return False
-        self.balance = round(self.balance - amount, 6)
+        self.balance = self._round(self.balance - amount)
+        if self.token_balance is not None:
+            self.token_balance = self._round(self.token_balance - amount)
         return True
 
     def settle(self, reserved: float, charged: float) -> None:
         """Release a reservation and charge ``charged`` instead."""
-        self.balance = round(self.balance + reserved - charged, 6)
-        self.used = round(self.used + charged, 6)
+        self.balance = self._round(self.balance + reserved - charged)
+        self.used = self._round(self.used + charged)
+        if self.token_balance is not None:
+            self.token_balance = self._round(self.token_balance + reserved - charged)
+        self.token_used = self._round(self.token_used + charged)
 
     def as_json(self) -> dict[str, Any]:
-        """The ``GET /v1/credits`` answer (section 4 of evolink-api.md)."""
-        remaining = round(self.balance, 2)
-        used = round(self.used, 2)
+        """The ``GET /v1/credits`` answer (sections 4 and 8 of evolink-api.md)."""
+        token_remaining = self.balance if self.token_balance is None else self.token_balance
         return {
             "success": True,
             "message": "",
             "data": {
                 "token": {
-                    "remaining_credits": remaining,
-                    "unlimited_credits": False,
-                    "used_credits": used,
+                    "remaining_credits": self._round(token_remaining),
+                    "unlimited_credits": self.token_balance is None,
+                    "used_credits": self._round(self.token_used),
                 },
-                "user": {"remaining_credits": remaining, "used_credits": used},
+                # as the docs' example: no unlimited_credits on the account
+                "user": {
+                    "remaining_credits": self._round(self.balance),
+                    "used_credits": self._round(self.used),
+                },
             },
         }

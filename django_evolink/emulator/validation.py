@@ -12,6 +12,7 @@ emulator must work offline).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
@@ -140,6 +141,19 @@ def _english(spec: ModelSpec, problem: Problem) -> str:
     return f"{param} is invalid"
 
 
+#: The model suggested for an unknown name nothing resembles (the seed's model).
+FALLBACK_MODEL = "wan2.5-image-to-image"
+
+
+def suggest_model(name: Any, models: Collection[str]) -> str:
+    """The ``fallback_suggestion`` of a 404 for the unknown model ``name``: the closest
+    known name (the emulator's guess of how Evolink picks it), else the seed's model."""
+    close = difflib.get_close_matches(str(name), sorted(models), n=1, cutoff=0.6)
+    model = close[0] if close else (FALLBACK_MODEL if FALLBACK_MODEL in models
+                                    else min(models, default=FALLBACK_MODEL))
+    return f"try the model '{model}'"
+
+
 def validate_create(body: Any, *, models: Collection[str], allow_private_urls: bool,
                     allow_insecure_callbacks: bool) -> dict[str, Any]:
     """The parameters of ``POST /v1/images/generations`` checked by the model's rules in
@@ -157,7 +171,7 @@ def validate_create(body: Any, *, models: Collection[str], allow_private_urls: b
         raise ApiError(400, f"{model} is a {spec.kind} model: use {spec.path}", "model")
     if spec is None or not isinstance(model, str) or model not in models:
         raise ApiError(404, f"The model '{model}' does not exist or is not available",
-                       "model")
+                       "model", fallback_suggestion=suggest_model(model, models))
     callback_url = body.get("callback_url")
     fields = {k: v for k, v in body.items() if k not in ("model", "callback_url")}
     problems = spec.problems(fields)

@@ -31,6 +31,7 @@ Retry rules:
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -51,6 +52,7 @@ from urllib3.exceptions import NewConnectionError
 from .. import __version__, conf
 from ..exceptions import (
     EvolinkAPIError,
+    EvolinkAuthenticationError,
     EvolinkConfigurationError,
     EvolinkConnectionError,
     EvolinkError,
@@ -75,6 +77,11 @@ CREATE_PATH = "/v1/images/generations"
 TASK_PATH = "/v1/tasks/{task_id}"
 CREDITS_PATH = "/v1/credits"
 UPLOAD_PATH = "/api/v1/files/upload/stream"
+UPLOAD_BASE64_PATH = "/api/v1/files/upload/base64"
+UPLOAD_URL_PATH = "/api/v1/files/upload/url"
+FILES_LIST_PATH = "/api/v1/files/list"
+FILES_QUOTA_PATH = "/api/v1/files/quota"
+FILE_PATH = "/api/v1/files/{file_id}"
 
 USER_AGENT = f"django-evolink/{__version__} (+requests/{requests.__version__})"
 
@@ -153,6 +160,17 @@ def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
         if isinstance(reason, NewConnectionError):
             return True
     return False
+
+
+def _log_refused_key(error: EvolinkAuthenticationError, method: str, path: str) -> None:
+    """Say where the key comes from when Evolink refuses it (never the key itself)."""
+    logger.error(
+        "Evolink refused the API key (HTTP %s authentication_error) on %s %s: check "
+        "EVOLINK['API_KEY'] in settings or the EVOLINK_API_KEY environment variable (a "
+        "key from the Evolink dashboard starts with 'sk-evo-'; a revoked or mistyped one is "
+        "refused like this).",
+        error.status, method, path,
+    )
 
 
 class EvolinkClient:
@@ -276,12 +294,75 @@ class EvolinkClient:
             form["upload_path"] = upload_path
         files = {"file": (file_name, bytes(content), mime)}
         answer = self._request("POST", self.files_base_url, UPLOAD_PATH, data=form, files=files)
+        return self._files_data(answer, "upload")
+
+    def upload_base64(
+        self,
+        content: bytes,
+        *,
+        file_name: str | None = None,
+        content_type: str | None = None,
+        upload_path: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST upload/base64`` of the files API: the same answer as :meth:`upload_file`.
+
+        Without ``file_name`` Evolink generates a unique one; with ``content_type`` the
+        bytes are sent as a ``data:`` URL.
+        """
+        if not isinstance(content, (bytes, bytearray)):
+            raise TypeError("upload_base64 needs bytes")
+        encoded = base64.b64encode(bytes(content)).decode("ascii")
+        if content_type:
+            encoded = f"data:{content_type};base64,{encoded}"
+        body: dict[str, str] = {"base64_data": encoded}
+        if file_name is not None:
+            body["file_name"] = file_name
+        if upload_path is not None:
+            body["upload_path"] = upload_path
+        answer = self._request("POST", self.files_base_url, UPLOAD_BASE64_PATH, json=body)
+        return self._files_data(answer, "upload")
+
+    def upload_from_url(
+        self, file_url: str, *, file_name: str | None = None, upload_path: str | None = None
+    ) -> dict[str, Any]:
+        """``POST upload/url`` of the files API: Evolink fetches ``file_url`` itself."""
+        body: dict[str, str] = {"file_url": file_url}
+        if file_name is not None:
+            body["file_name"] = file_name
+        if upload_path is not None:
+            body["upload_path"] = upload_path
+        answer = self._request("POST", self.files_base_url, UPLOAD_URL_PATH, json=body)
+        return self._files_data(answer, "upload")
+
+    def list_files(self, *, page: int = 1, page_size: int = 20) -> dict[str, Any]:
+        """``GET list`` of the files API: one page of the account's uploaded files."""
+        if page < 1 or page_size < 1:
+            raise ValueError("page and page_size must be at least 1")
+        answer = self._request("GET", self.files_base_url, FILES_LIST_PATH,
+                               params={"page": page, "pageSize": page_size})
+        return self._files_data(answer, "list")
+
+    def get_files_quota(self) -> dict[str, Any]:
+        """``GET quota`` of the files API: how many files the account holds and may hold."""
+        answer = self._request("GET", self.files_base_url, FILES_QUOTA_PATH)
+        return self._files_data(answer, "quota")
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        """``DELETE /{file_id}`` of the files API."""
+        if not file_id or not isinstance(file_id, str):
+            raise ValueError("file_id must be a non-empty string")
+        path = FILE_PATH.format(file_id=quote(file_id, safe=""))
+        answer = self._request("DELETE", self.files_base_url, path)
+        return self._files_data(answer, "delete")
+
+    def _files_data(self, answer: dict[str, Any], what: str) -> dict[str, Any]:
+        """The ``data`` object of a files-API answer; ``success: false`` raises."""
         if answer.get("success") is not True:
             raise self._unsuccessful(_redact_json(answer, self._api_key))
         data = answer.get("data")
         if not isinstance(data, dict):
             raise EvolinkMalformedResponseError(
-                "Evolink's upload answer has no 'data' object: "
+                f"Evolink's {what} answer has no 'data' object: "
                 + _excerpt(json.dumps(answer, default=str), self._api_key),
                 status=200,
                 body=_redact_json(answer, self._api_key),
@@ -343,6 +424,8 @@ class EvolinkClient:
             # Raised outside the except block: no exception context (which would hold
             # the requests exception and, through it, the request headers) is attached.
             if not failure.retryable or attempt >= self.max_retries:
+                if isinstance(failure.error, EvolinkAuthenticationError):
+                    _log_refused_key(failure.error, method, path)
                 raise failure.error
             wait = self._wait_for(attempt, failure.retry_after)
             logger.debug(
@@ -454,7 +537,8 @@ class EvolinkClient:
         ):
             # The files API answers {"success": false, "code": ..., "msg": ...}.
             return error_class_for(status, None)(
-                redact(message, self._api_key), status=status, retry_after=retry_after, body=body
+                redact(message, self._api_key), status=status, retry_after=retry_after,
+                param=_str_or_none(body.get("param")), body=body,
             )
         if not text.strip():
             message = f"Evolink answered HTTP {status} with an empty body"

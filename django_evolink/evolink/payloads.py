@@ -135,7 +135,12 @@ def parse_payload(payload: Any) -> Update:
     if status in ERROR_STATUSES:
         error = payload.get("error")
         if isinstance(error, dict):
-            update.error_code = str(error.get("type") or error.get("code") or "")[:64] or None
+            # a failed task's code is a string (content_policy_violation...); an error
+            # object shaped like an API error has a numeric code and a type
+            code = error.get("code")
+            if not isinstance(code, str) or not code:
+                code = error.get("type") or code
+            update.error_code = str(code or "")[:64] or None
             update.error_message = str(error.get("message") or "")[:2000] or None
         elif isinstance(error, str):
             update.error_message = error[:2000]

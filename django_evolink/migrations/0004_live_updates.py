@@ -45,7 +45,7 @@ def drop_prompt_index(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_evolink', '0002_imagetask_params'),
+        ('django_evolink', '0003_limits'),
     ]
 
     operations = [

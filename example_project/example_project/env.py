@@ -131,10 +131,11 @@ def q_cluster(environ: Mapping[str, str]) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": "example",
         "workers": int(workers),
-        # a task (a download, a sweep) may run at most this long ...
-        "timeout": 90,
+        # a task may run at most this long: a download of the most images a model makes
+        # (15) at CONNECT_TIMEOUT + DOWNLOAD_TIMEOUT (35 s) each fits (check W013) ...
+        "timeout": 600,
         # ... and is handed to another worker only after this long: must exceed timeout
-        "retry": 180,
+        "retry": 660,
         "max_attempts": 3,
         # after downtime run a missed schedule once, not once per missed minute
         "catch_up": False,

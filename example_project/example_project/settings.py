@@ -109,6 +109,10 @@ EXAMPLE_EMULATOR_AUTOSTART = EVOLINK_USES_EMULATOR and not os.environ.get("EVOLI
 EXAMPLE_EMULATOR_URL = env.emulator_url(os.environ)
 
 EVOLINK = env.evolink_settings(os.environ)
+if EVOLINK_USES_EMULATOR:
+    # The emulator calls the plain-http runserver back; Evolink itself would refuse that
+    # origin, which check W010 says. Expected here, so silenced for the demo only.
+    SILENCED_SYSTEM_CHECKS = ["django_evolink.W010"]
 
 # django-q2: the ORM broker (this database) unless REDIS_URL is set.
 Q_CLUSTER = env.q_cluster(os.environ)
@@ -119,8 +123,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
+        # INFO: a task changed status, a sweep finished a task or hit errors, a download
+        # failed; routine polling and claiming is DEBUG.
         "django_evolink": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "django_q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # django-q2 logs as "django-q": at INFO it writes two lines per job (the sweep runs
+        # every minute); its warnings and errors still show.
+        "django-q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # runserver's line per request: the page asks about a running task every second;
+        # 4xx (WARNING) and 5xx (ERROR) answers still show.
+        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "demo": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

@@ -134,6 +134,17 @@ def test_resubmit_refused_by_evolink_is_reported(su_client, evolink, user):
     assert any("refused by Evolink" in m for m in messages_of(response))
 
 
+def test_resubmit_refused_by_a_limit_keeps_nothing_and_says_so(su_client, evolink, user,
+                                                                settings):
+    settings.EVOLINK = {**settings.EVOLINK, "LIMITS": {"ACTIVE_TASKS_PER_USER": 1}}
+    busy = make_task(user, status=Status.PENDING)
+    response = post_action(su_client, CHANGELIST, "resubmit_as_new_task", [busy])
+    assert response.status_code == 302
+    assert ImageTask.objects.count() == 1 and not evolink.calls
+    assert any("not resubmitted" in m and "at most 1 unfinished tasks" in m
+               for m in messages_of(response))
+
+
 def test_resubmit_of_an_invalid_request_sends_nothing(su_client, evolink, user):
     old = make_task(user, status=Status.FAILED, image_urls=[])
     ImageTask.objects.filter(pk=old.pk).update(image_urls=[])

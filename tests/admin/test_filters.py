@@ -51,3 +51,30 @@ def test_search(su_client, user, other_user):
     response = su_client.get(EVENTS, {"q": "task-unified-owl-42"})
     assert result_ids(response) == {ev.pk}
     assert result_ids(su_client.get(EVENTS, {"q": str(owl.pk)})) == {ev.pk}
+
+
+def test_error_filter_offers_evolinks_task_codes(su_client, user):
+    policy = make_task(user, status=Status.FAILED, error_code="content_policy_violation",
+                       error_message="refused")
+    lost = make_task(user, status=Status.FAILED, error_code="outcome_unknown")
+    make_task(user, status=Status.COMPLETED)
+    page = su_client.get(CHANGELIST).content.decode()
+    for code in ("content_policy_violation", "image_processing_error", "generation_timeout",
+                 "quota_exceeded", "service_error", "generation_failed_no_content",
+                 "outcome_unknown"):
+        assert f"error_code={code}" in page, code
+    assert result_ids(su_client.get(CHANGELIST, {"error_code": "content_policy_violation"})) == {
+        policy.pk}
+    assert result_ids(su_client.get(CHANGELIST, {"error_code": "outcome_unknown"})) == {lost.pk}
+    # a code outside the list (a local one, a future Evolink one) still filters
+    odd = make_task(user, status=Status.FAILED, error_code="some_new_code")
+    assert result_ids(su_client.get(CHANGELIST, {"error_code": "some_new_code"})) == {odd.pk}
+
+
+def test_change_page_shows_what_to_change_for_a_user_fixable_code(su_client, user):
+    from django.urls import reverse
+
+    task = make_task(user, status=Status.FAILED, error_code="image_processing_error",
+                     error_message="image_urls[0]: HTTP 404")
+    page = su_client.get(reverse("admin:django_evolink_imagetask_change", args=[task.pk]))
+    assert "publicly reachable" in page.content.decode()

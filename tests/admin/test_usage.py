@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from django_evolink.admin.exports import csv_cell
-from django_evolink.models import Status
+from django_evolink.models import ModelPrice, Status
 from tests.support.admin import USAGE, make_task
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +122,36 @@ def test_usage_default_period_is_the_last_30_days(su_client, user):
     response = su_client.get(USAGE)
     assert len(response.context["days"]) == 30
     assert response.context["totals"]["tasks"] == 1
+
+
+def test_usage_view_shows_who_is_near_a_spending_limit(su_client, user, other_user, settings):
+    settings.EVOLINK = {**settings.EVOLINK, "LIMITS": {
+        "ACTIVE_TASKS_PER_USER": 5, "CREDITS_PER_USER_PER_DAY": 10, "CREDITS_PER_DAY": 20}}
+    for _ in range(4):  # 4 of 5 unfinished tasks: 80 %, near
+        make_task(user, status=Status.PROCESSING, credits="1")
+    make_task(other_user, status=Status.PROCESSING, credits="2")  # 20 %: not listed
+    make_task(other_user, status=Status.FAILED, credits="9")  # released: counts nothing
+    page = su_client.get(USAGE).content.decode()
+    assert 'id="evolink-limits"' in page
+    assert "The site reserved 6 of its 20 credits." in page
+    near = page.split('id="evolink-near-limits"')[1].split("</table>")[0]
+    assert f"?user__id__exact={user.pk}" in near and "4 / 5" in near and "80%" in near
+    assert f"?user__id__exact={other_user.pk}" not in near
+
+
+def test_usage_view_has_no_limits_section_without_limits(su_client, user):
+    make_task(user)
+    assert 'id="evolink-limits"' not in su_client.get(USAGE).content.decode()
+
+
+def test_the_price_table_is_listed_and_editable(su_client):
+    price = ModelPrice.objects.create(model="wan2.5-image-to-image", params={"size": "1:1"},
+                                      credits_per_image=Decimal("1.2"))
+    listing = su_client.get("/admin/django_evolink/modelprice/")
+    assert listing.status_code == 200 and "size=1:1" in listing.content.decode()
+    response = su_client.post(f"/admin/django_evolink/modelprice/{price.pk}/change/", {
+        "model": "wan2.5-image-to-image", "params": '{"size": "1:1", "seed": 4}',
+        "credits_per_image": "2.5"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    price.refresh_from_db()
+    assert price.credits_per_image == Decimal("2.5") and price.params == {"size": "1:1"}

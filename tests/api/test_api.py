@@ -204,6 +204,7 @@ def emulator_image(evolink_emulator):
     [
         (400, 400, "invalid_request_error"),
         (404, 400, "not_found_error"),
+        (413, 400, "request_too_large_error"),
         (401, 502, "authentication_error"),
         (403, 502, "permission_error"),
         (402, 503, "insufficient_quota_error"),

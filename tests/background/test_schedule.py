@@ -57,7 +57,7 @@ def test_w004_when_schedule_missing(settings):
 def test_w003_retry_not_larger_than_timeout(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 120, "retry": 120}
     assert [w.id for w in checks.check_django_q()] == ["django_evolink.W003"]
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 60, "retry": 120}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 300, "retry": 360}
     assert checks.check_django_q() == []
 
 

@@ -277,3 +277,36 @@ def test_lost_downloads_are_enqueued_again(evolink_emulator, emu_settings, monke
     assert sweep.run_sweep()["downloads_enqueued"] == 0  # its on-commit job may still run
     clock.advance(301)
     assert sweep.run_sweep()["downloads_enqueued"] == 1 and enqueued == [task.pk]
+
+
+@pytest.mark.evolink_emulator(manual_clock=True)
+def test_routine_sweeps_and_progress_log_at_debug_only(evolink_emulator, emu_settings,
+                                                       monkeypatch, caplog,
+                                                       django_capture_on_commit_callbacks):
+    """The demo's log: no INFO line per poll of a running task; INFO when it ends."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="django_evolink")
+    clock = SharedClock(monkeypatch, evolink_emulator)
+    task = services.create_task(prompt="cat", image_urls=[_upload_input(evolink_emulator)])
+
+    def sweep_at(seconds):
+        clock.advance(seconds)
+        ImageTask.objects.filter(pk=task.pk).update(next_poll_at=clock.now)
+        caplog.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            sweep.run_sweep()
+        return [(r.levelno, r.getMessage()) for r in caplog.records
+                if r.name.startswith("django_evolink")]
+
+    first = sweep_at(5)  # pending -> processing: the task moved on, one INFO line
+    assert [m for level, m in first if level >= logging.INFO] == [
+        f"task {task.pk}: poll event pending -> processing (applied)"]
+    routine = sweep_at(5)  # processing, more progress: nothing at INFO
+    assert [m for level, m in routine if level >= logging.INFO] == []
+    assert any(m.startswith("sweep: claimed=1, polled=1") for _level, m in routine)
+    assert any("processing -> processing" in m for _level, m in routine)
+    done = sweep_at(30)  # completed by the sweep (no callback): worth INFO
+    info = [m for level, m in done if level >= logging.INFO]
+    assert f"task {task.pk}: poll event processing -> completed (applied)" in info
+    assert any(m.startswith("sweep: ") and "completed=1" in m for m in info)

@@ -13,10 +13,14 @@ What happens to a block depends on the HTML comment on the line before it (optio
     must exist (``services.create_task``); every call of an imported callable must fit its
     signature (keyword names, argument counts); and settings written in it (``EVOLINK``,
     ``Q_CLUSTER``, ``INSTALLED_APPS``, ``DATABASES``, ``urlpatterns``) are evaluated and
-    checked: known ``EVOLINK`` keys, ``Q_CLUSTER['retry']`` above ``timeout``, installable
+    checked: known ``EVOLINK`` keys, ``Q_CLUSTER`` passing the system checks W003/W013
+    (``retry`` above ``timeout``, ``timeout`` above the longest job), installable
     apps, importable URL modules. ``...`` is fine as a placeholder.
 ``<!-- snippet: skip -->``
     Compiled only (pseudo code, a shell session written as Python, ...).
+``<!-- snippet: site-file PATH -->``
+    Compiled here; written to PATH of a brand-new site whose own pytest run must pass
+    (``tests/docs/test_testing_page.py``; any fence language, e.g. ``ini``).
 
 A failure names the file and line of the block (and of the offending line).
 """
@@ -39,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = (sorted((ROOT / "docs").glob("*.md")) + sorted((ROOT / "docs" / "ja").glob("*.md"))
          + [ROOT / "README.md"])
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(python|py|python3)\s*$")
-MARKER = re.compile(r"^\s*<!--\s*snippet:\s*([a-z-]+)\s*-->\s*$")
-MODES = ("run", "skip")
+MARKER = re.compile(r"^\s*<!--\s*snippet:\s*([a-z-]+)(?:\s+(\S+))?\s*-->\s*$")
+MODES = ("run", "skip", "site-file")
 SETTINGS_NAMES = ("EVOLINK", "Q_CLUSTER", "INSTALLED_APPS", "DATABASES", "urlpatterns")
 
 
@@ -49,7 +53,8 @@ class Snippet:
     path: Path
     line: int  # line of the first code line in the file (1-based)
     source: str
-    mode: str  # "check", "run" or "skip"
+    mode: str  # "check", "run", "skip" or "site-file"
+    arg: str = ""  # the path of a "site-file" block
 
     @property
     def where(self) -> str:
@@ -77,12 +82,13 @@ def collect(path: Path) -> list[Snippet]:
         previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marker = MARKER.match(previous)
         mode = marker.group(1) if marker else "check"
+        arg = (marker.group(2) or "") if marker else ""
         body, j = [], i + 1
         while j < len(lines) and not lines[j].strip().startswith(fence):
             line = lines[j]
             body.append(line[len(indent):] if line.startswith(indent) else line)
             j += 1
-        snippets.append(Snippet(path, i + 2, "\n".join(body) + "\n", mode))
+        snippets.append(Snippet(path, i + 2, "\n".join(body) + "\n", mode, arg))
         i = j + 1
     return snippets
 
@@ -170,7 +176,9 @@ def _check_names_and_calls(snippet: Snippet, tree: ast.Module, ns: dict[str, Any
 
 
 def _check_settings(snippet: Snippet, tree: ast.Module, ns: dict[str, Any]) -> None:
-    from django_evolink import conf
+    from django.test import override_settings
+
+    from django_evolink import checks, conf
 
     for node in tree.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1
@@ -188,9 +196,12 @@ def _check_settings(snippet: Snippet, tree: ast.Module, ns: dict[str, Any]) -> N
             if unknown:
                 _fail(snippet, node, f"EVOLINK has unknown keys {unknown}")
         elif name == "Q_CLUSTER":
-            timeout, retry = value.get("timeout"), value.get("retry")
-            if timeout is not None and retry is not None and retry <= timeout:
-                _fail(snippet, node, "Q_CLUSTER['retry'] must be larger than 'timeout' (W003)")
+            # django-evolink's own checks (W003, W013), for the EVOLINK written beside it
+            # (else the defaults: every model allowed): what `manage.py check` would say
+            with override_settings(Q_CLUSTER=value, EVOLINK=ns.get("EVOLINK") or {}):
+                said = checks.check_django_q()
+            if said:
+                _fail(snippet, node, "; ".join(f"{m.id}: {m.msg} ({m.hint})" for m in said))
         elif name == "INSTALLED_APPS":
             for app in value:
                 module = app.split(".apps.")[0] if isinstance(app, str) else None
@@ -205,8 +216,8 @@ def test_snippet(snippet: Snippet):
     except SyntaxError as exc:
         pytest.fail(f"{exc.filename}:{exc.lineno}: {exc.msg}\n    {(exc.text or '').strip()}",
                     pytrace=False)
-    if snippet.mode == "skip":
-        return
+    if snippet.mode in ("skip", "site-file"):
+        return  # site-file blocks run for real in a fresh site: test_testing_page.py
     tree = snippet.tree()
     ns = _base_namespace()
     imported = _run_imports(snippet, tree, ns)

@@ -113,17 +113,17 @@ def test_credits_answer(emu):
 
 def _error_answers(emu) -> dict[str, requests.Response]:
     image_url = upload(emu, png()).json()["data"]["file_url"]
-    alpha_url = upload(emu, png(mode="RGBA"), "alpha.png").json()["data"]["file_url"]
     answers = {
         "401": requests.get(f"{emu.url}/v1/credits"),
         "400 prompt": create(emu, image_urls=[image_url], prompt="x" * 2001),
         "400 n": create(emu, image_urls=[image_url], n=5),
         "400 image_urls": create(emu, image_urls=[]),
-        "400 image rule": create(emu, image_urls=[alpha_url]),
         "400 callback": create(emu, image_urls=[image_url], callback_url="ftp://x"),
-        "400 upload": upload(emu, b"not an image"),
         "404 model": create(emu, image_urls=[image_url], model="nope"),
-        "404 task": requests.get(f"{emu.url}/v1/tasks/task-x", headers=AUTH),
+        "400 task": requests.get(f"{emu.url}/v1/tasks/task-x", headers=AUTH),
+        "404 task": requests.get(f"{emu.url}/v1/tasks/task-unified-1757156493-unknown0",
+                                 headers=AUTH),
+        "413": create(emu, image_urls=[image_url], prompt="x" * (emu.request_max_bytes + 1)),
         "404 file": requests.get(f"{emu.url}/files/results/task-x/0.png"),
     }
     emu.set_credits(1.0)
@@ -141,3 +141,18 @@ def test_every_error_answer(emu):
         validate("error", response.json())
     assert answers["402"].json()["error"]["fallback_suggestion"]
     assert answers["429"].headers["Retry-After"] == "1"
+    # hints travel in fallback_suggestion, never in message (evolink-api.md §6)
+    for label, hint in (("429", "retry after 60 seconds"), ("503", "retry after 30 seconds"),
+                        ("404 model", "wan2.5-image-to-image")):
+        error = answers[label].json()["error"]
+        assert hint in error["fallback_suggestion"] and hint not in error["message"], label
+    assert answers["500"].json()["error"]["fallback_suggestion"]
+    assert answers["502"].json()["error"]["fallback_suggestion"]
+    assert answers["400 task"].json()["error"]["param"] == "task_id"
+    assert answers["413"].json()["error"]["type"] == "request_too_large_error"
+
+
+def test_files_api_errors_have_the_files_envelope(emu):
+    response = upload(emu, b"not an image")
+    assert response.status_code == 400
+    validate("files_error", response.json())

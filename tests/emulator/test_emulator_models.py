@@ -121,7 +121,12 @@ def test_per_model_image_limits_apply_to_urls(emu):
     # 300 px is under wan2.5's 384 px ...
     response = _create(emu, {"model": "wan2.5-image-to-image", "prompt": "p",
                              "image_urls": [url]})
-    assert response.status_code == 400 and "[384, 5000]" in response.json()["error"]["message"]
+    # (a failure of the task, as Evolink fetches the inputs after accepting it)
+    assert response.status_code == 200, response.text
+    emu.clock.advance(2)
+    failed = emu.wait_for_task(response.json()["id"], "failed", timeout=1)
+    assert failed.error_code == "image_processing_error"
+    assert "[384, 5000]" in failed.to_json()["error"]["message"]
     # ... and fine for Seedream 4.0
     response = _create(emu, {"model": "doubao-seedream-4.0", "prompt": "p",
                              "image_urls": [url]})

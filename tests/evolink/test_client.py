@@ -41,6 +41,7 @@ from django_evolink.exceptions import (
     EvolinkOutcomeUnknownError,
     EvolinkPermissionError,
     EvolinkRateLimitError,
+    EvolinkRequestTooLargeError,
     EvolinkServiceUnavailableError,
     EvolinkTimeoutError,
     EvolinkUpstreamError,
@@ -62,6 +63,7 @@ ERROR_CLASSES = {
     402: EvolinkInsufficientQuotaError,
     403: EvolinkPermissionError,
     404: EvolinkNotFoundError,
+    413: EvolinkRequestTooLargeError,
     429: EvolinkRateLimitError,
     500: EvolinkInternalServerError,
     502: EvolinkUpstreamError,
@@ -188,7 +190,15 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
 
 @pytest.mark.parametrize("status", ["pending", "processing", "completed", "failed", "cancelled"])
 def test_task_answer_matches_schema(status):
-    _validator("task").validate(samples.task_answer(status=status))
+    error = ({"code": "service_error", "message": "The service failed"}
+             if status in ("failed", "cancelled") else None)
+    _validator("task").validate(samples.task_answer(status=status, error=error))
+
+
+def test_a_failed_task_without_its_error_object_breaks_the_schema():
+    # Evolink's failed tasks always carry error {code, message} (evolink-api.md §7)
+    with pytest.raises(jsonschema.ValidationError, match="'error' is a required property"):
+        _validator("task").validate(samples.task_answer(status="failed"))
 
 
 def test_task_answer_with_results_and_seed_example_match_schema():
@@ -407,10 +417,12 @@ def test_upload_answer_without_data_is_malformed(rsps, client):
 
 
 def test_upload_http_error_in_files_api_shape(rsps, client):
-    rsps.post(UPLOAD_URL, status=413, json={"success": False, "code": 413, "msg": "File too large"})
-    exc = expect(EvolinkAPIError, upload, client)
-    assert exc.status == 413
+    rsps.post(UPLOAD_URL, status=413, json={"success": False, "code": 413, "msg": "File too large",
+                                            "param": "file"})
+    exc = expect(EvolinkRequestTooLargeError, upload, client)
+    assert exc.status == 413 and exc.param == "file" and not exc.retryable
     assert exc.message == "File too large"
+    assert len(rsps.calls) == 1
 
 
 # ---------------------------------------------------------------------------- errors
@@ -913,7 +925,8 @@ def test_debug_logs_method_path_status_and_never_the_key(rsps, client, caplog):
     expect(EvolinkAuthenticationError, create, client)
     records = [r for r in caplog.records if r.name == "django_evolink.client"]
     messages = [r.getMessage() for r in records]
-    assert all(r.levelno == logging.DEBUG for r in records)
+    assert all(r.levelno == logging.DEBUG for r in records
+               if "refused the API key" not in r.getMessage())
     assert any(f"GET /v1/tasks/{samples.TASK_ID} -> 503 in" in m for m in messages)
     assert any(f"GET /v1/tasks/{samples.TASK_ID} -> EvolinkTimeoutError in" in m for m in messages)
     assert any(f"GET /v1/tasks/{samples.TASK_ID} -> 200 in" in m for m in messages)
@@ -922,6 +935,27 @@ def test_debug_logs_method_path_status_and_never_the_key(rsps, client, caplog):
     assert KEY not in caplog.text
     assert "Bearer" not in caplog.text
     assert "Authorization" not in caplog.text
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_logs_where_the_key_is_set_and_never_the_key(rsps, client, caplog, status):
+    caplog.set_level(logging.INFO)
+    rsps.post(CREATE_URL, status=status,
+              json=samples.error_answer(status, "authentication_error", f"Invalid key {KEY}"))
+    expect(EvolinkAuthenticationError, create, client)
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.ERROR
+    assert "EVOLINK_API_KEY" in record.getMessage()
+    assert "EVOLINK['API_KEY']" in record.getMessage()
+    assert f"HTTP {status} authentication_error" in record.getMessage()
+    assert KEY not in caplog.text and KEY[-6:] not in caplog.text
+
+
+def test_other_refusals_do_not_blame_the_key(rsps, client, caplog):
+    caplog.set_level(logging.INFO)
+    rsps.post(CREATE_URL, status=403, json=samples.error_answer(403, "permission_error"))
+    expect(EvolinkPermissionError, create, client)
+    assert "EVOLINK_API_KEY" not in caplog.text
 
 
 def test_every_kind_of_error_leaks_nothing(rsps, settings, monkeypatch):

@@ -427,10 +427,20 @@ def test_error_code_falls_back_to_code() -> None:
     assert parse_payload(body("failed", error={"type": "", "code": "E1"})).error_code == "E1"
 
 
-def test_error_type_wins_over_code() -> None:
-    """When both are present, ``type`` is used."""
+def test_a_string_error_code_wins_over_type() -> None:
+    """A failed task's ``error.code`` is Evolink's string code (evolink-api.md §7)."""
     update = parse_payload(body("failed", error={"type": "quota", "code": "E42"}))
-    assert update.error_code == "quota"
+    assert update.error_code == "E42"
+    update = parse_payload(body("failed", error={"code": "content_policy_violation",
+                                                 "message": "refused"}))
+    assert (update.error_code, update.error_message) == ("content_policy_violation", "refused")
+
+
+def test_a_numeric_error_code_gives_way_to_type() -> None:
+    """An error shaped like an API error (numeric code) is named by its ``type``."""
+    update = parse_payload(body("failed", error={"type": "upstream_error", "code": 502}))
+    assert update.error_code == "upstream_error"
+    assert parse_payload(body("failed", error={"code": 502})).error_code == "502"
 
 
 def test_error_code_and_message_are_truncated() -> None:

@@ -122,7 +122,16 @@ def _log_in(browser, base: str, username: str, password: str, path: str = "/") -
     _wait(browser, lambda d: d.find_elements("id", "id_username"), what="the login form")
     browser.find_element("id", "id_username").send_keys(username)
     browser.find_element("id", "id_password").send_keys(password)
+    form = browser.find_element("id", "id_username")
     browser.find_element("css selector", "button[type=submit], input[type=submit]").click()
+    # the next page has loaded only once the login form is gone; the admin's login page
+    # shares the admin's header, so a wait for the header alone could pass before the
+    # answer arrives and race the test's next navigation
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30, poll_frequency=0.1).until(
+        expected_conditions.staleness_of(form), "the login form was not submitted")
 
 
 def _screenshot(browser, name: str) -> Path:
@@ -240,24 +249,26 @@ def test_page_explains_every_error_the_api_answers(
     # 400: field errors, shown next to their field
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (100, 100), (1, 2, 3)).save(tiny)
-    _submit(browser, prompt="", image=tiny)
-    _wait(browser, lambda d: _field_error(d, "prompt"), what="the prompt error")
+    _submit(browser, prompt="A poster", image=tiny)
+    _wait(browser, lambda d: "384" in _field_error(d, "images"),  # says the allowed sides
+          what="the image error from the API")
     assert "correct the fields" in _message(browser)
-    assert "384" in _field_error(browser, "images")  # says the allowed sides
     browser.find_element("id", "image1").clear()
 
     # 503: Evolink says 402, the site is out of credits
     evolink_emulator.set_credits(0)
     _submit(browser, prompt="A poster of the street", image=photo)
-    _wait(browser, lambda d: "Out of credits" in _message(d), what="the out-of-credits message")
+    _wait(browser, lambda d: "no credits left" in _message(d), what="the out-of-credits message")
+    assert _message(browser).count("image service") == 1, _message(browser)  # said once
     evolink_emulator.set_credits(1000)
     browser.find_element("id", "image1").clear()
 
     # 502: Evolink keeps failing (5xx after the client's retries)
     evolink_emulator.faults.add_error("create", 503, count=20)
     _submit(browser, prompt="A poster of the street", image=photo)
-    _wait(browser, lambda d: "down or not configured" in _message(d),
+    _wait(browser, lambda d: "could not be reached" in _message(d),
           what="the Evolink-down message")
+    assert _message(browser).count("image service") == 1, _message(browser)  # said once
     evolink_emulator.faults.clear()
     browser.find_element("id", "image1").clear()
 
@@ -348,7 +359,7 @@ def test_admin_screenshots(browser, site, evolink_emulator, django_user_model, t
         time.sleep(0.3)
 
     _log_in(browser, site.url, "admin", PASSWORD, path=reverse("admin:index"))
-    _wait(browser, lambda d: d.find_elements("id", "site-name"), what="the admin index")
+    _wait(browser, lambda d: d.find_elements("id", "user-tools"), what="the admin index")
     info = (ImageTask._meta.app_label, ImageTask._meta.model_name)
     browser.get(site.url + reverse("admin:{}_{}_changelist".format(*info)))
     _wait(browser, lambda d: d.find_elements("id", "result_list"), what="the changelist")
@@ -425,3 +436,154 @@ def test_model_picker_builds_the_form_from_get_models(
     browser.find_element("id", "submit").click()
     _wait(browser, lambda d: _field_error(d, "seed"), what="the seed error")
     assert "seed must be from 0 to 2147483647." in _field_error(browser, "seed")
+
+
+# --- layout at common screen sizes, the form's errors, the admin's fit (issue 15) --------
+
+SIZES = ((1280, 800), (1280, 900), (1920, 1080))
+
+
+def _viewport(browser, width: int, height: int) -> None:
+    """The page's viewport exactly ``width`` × ``height`` CSS pixels (no window chrome)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+@pytest.fixture
+def viewport(browser):
+    yield lambda width, height: _viewport(browser, width, height)
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _scrolls_sideways(browser) -> int:
+    """How many pixels the page is wider than the viewport (0: no sideways scrolling)."""
+    return browser.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_page_fits_common_screens(browser, site, evolink_emulator, django_user_model, viewport):
+    django_user_model.objects.create_user("tomas", "tomas@example.com", PASSWORD)
+    _log_in(browser, site.url, "tomas", PASSWORD)
+    _wait(browser, lambda d: d.find_element("id", "task-form").get_attribute(
+        "data-models-loaded") == "1", what="the models from GET models/")
+    assert browser.find_element("id", "emulator-note").is_displayed()  # the longest case
+    for width, height in SIZES:
+        viewport(width, height)
+        browser.execute_script("window.scrollTo(0, 0)")
+        bottom = browser.execute_script(
+            "return document.getElementById('submit').getBoundingClientRect().bottom")
+        if height >= 900:
+            assert bottom <= height, f"Generate is below the fold at {width}×{height}: {bottom}"
+        assert _scrolls_sideways(browser) <= 0
+        _screenshot(browser, f"frontend-{width}x{height}.png")
+
+
+def test_empty_submit_flags_every_missing_field_and_clears_an_old_failure(
+        browser, site, evolink_emulator, django_user_model, tmp_path):
+    django_user_model.objects.create_user("ines", "ines@example.com", PASSWORD)
+    photo = _photo(tmp_path / "bridge.png")
+    _log_in(browser, site.url, "ines", PASSWORD)
+    _wait(browser, lambda d: d.find_element("id", "task-form").get_attribute(
+        "data-models-loaded") == "1", what="the models from GET models/")
+
+    # a task that fails on Evolink's side: its failure is shown with the task
+    evolink_emulator.faults.fail_next_tasks(1, message="the generator broke")
+    _submit(browser, prompt="A bridge in the fog", image=photo)
+    _wait(browser, lambda d: "failed" in d.find_element("id", "status").get_attribute("class"),
+          timeout=45, what="the failed task")
+    assert browser.find_element("id", "current").is_displayed()
+    browser.find_element("id", "image1").clear()
+
+    # an empty submit: the prompt AND the images are flagged at once, nothing is sent, and
+    # the old failure no longer stands next to the new errors
+    sent = len(evolink_emulator.requests)
+    _submit(browser, prompt="")
+    _wait(browser, lambda d: _field_error(d, "prompt") and _field_error(d, "images"),
+          what="both missing fields flagged")
+    assert "correct the fields" in _message(browser)
+    assert "invalid" in browser.find_element("id", "prompt").get_attribute("class")
+    assert "invalid" in browser.find_element("id", "image1").get_attribute("class")
+    assert not browser.find_element("id", "current").is_displayed()
+    assert len(evolink_emulator.requests) == sent
+    browser.execute_script("window.scrollTo(0, 0)")
+    _screenshot(browser, "frontend-empty-submit.png")
+
+    # Evolink refuses the request (400): its reason is said once, not behind two prefixes
+    evolink_emulator.faults.add_error("create", 400, count=1,
+                                      message="image_urls[0] could not be read")
+    _submit(browser, prompt="A bridge at noon", image=photo)
+    _wait(browser, lambda d: "could not be read" in _message(d), what="the refusal")
+    text = _message(browser)
+    assert text.count("refused the request") == 1, text
+    browser.find_element("id", "image1").clear()
+
+
+def test_favicon_is_served(browser, site):
+    browser.get(site.url + "/favicon.ico")
+    assert "404" not in browser.title and "Not Found" not in browser.page_source
+
+
+def test_admin_fits_common_screens(browser, site, evolink_emulator, django_user_model, viewport):
+    """The changelist does not scroll sideways at 1280 px; the result images inline fits
+    its fieldset."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    from django_evolink import services
+    from django_evolink.models import ImageTask
+
+    staff = django_user_model.objects.create_user(
+        "admin2", "admin2@example.com", PASSWORD, is_staff=True, is_superuser=True)
+    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+    _photo(Path(settings.MEDIA_ROOT) / "harbour.png")
+    photo_url = f"{site.url}/media/harbour.png"
+    task = services.create_task(
+        prompt="A very long prompt that describes the harbour at dusk with boats, gulls, "
+               "reflections on the water and a lighthouse far away", image_urls=[photo_url],
+        n=4, user=staff)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not ImageTask.objects.filter(
+            pk=task.pk, status="completed", images_stored_at__isnull=False).exists():
+        time.sleep(0.3)
+    _log_in(browser, site.url, "admin2", PASSWORD, path=reverse("admin:index"))
+    _wait(browser, lambda d: d.find_elements("id", "site-name"), what="the admin index")
+    info = (ImageTask._meta.app_label, ImageTask._meta.model_name)
+    for width, height in ((1280, 800), (1920, 1080)):
+        viewport(width, height)
+        browser.get(site.url + reverse("admin:{}_{}_changelist".format(*info)))
+        _wait(browser, lambda d: d.find_elements("id", "result_list"), what="the changelist")
+        _screenshot(browser, f"admin-changelist-{width}x{height}.png")
+        assert _scrolls_sideways(browser) <= 0, f"the changelist scrolls sideways at {width}"
+        # the table's own box (the admin lets it scroll inside .results) fits too
+        inner = browser.execute_script(
+            "var r = document.querySelector('#changelist .results');"
+            "return r.scrollWidth - r.clientWidth")
+        assert inner <= 0, f"the task table is {inner} px too wide at {width}"
+        thumbs = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#result_list img'))"
+            ".map(i => i.getBoundingClientRect().right)")
+        assert thumbs and max(thumbs) <= width
+        model = browser.execute_script(
+            "var c = document.querySelector('#result_list .evolink-model');"
+            "return c.getClientRects().length && Math.round(c.getBoundingClientRect().height"
+            " / parseFloat(getComputedStyle(c).lineHeight))")
+        assert model <= 2, f"the model name wraps over {model} lines at {width}"
+        browser.get(site.url + reverse("admin:{}_{}_change".format(*info), args=[task.pk]))
+        _wait(browser, lambda d: d.find_elements("css selector", "#content-main form"),
+              what="the change page")
+        _screenshot(browser, f"admin-change-top-{width}x{height}.png")
+        browser.execute_script(
+            "document.querySelector('.inline-group').scrollIntoView({block: 'start'})")
+        _screenshot(browser, f"admin-change-{width}x{height}.png")
+        assert _scrolls_sideways(browser) <= 0, f"the change page scrolls sideways at {width}"
+        overflow = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.inline-group, .inline-group "
+            ".tabular, .inline-group fieldset')).map(g => g.scrollWidth - g.clientWidth)")
+        assert overflow and max(overflow) <= 0, overflow
+        # the object tools (buttons) do not cover the page's title
+        title = browser.execute_script(
+            "var h = document.querySelector('#content h2, #content h1');"
+            "var t = document.querySelector('.object-tools');"
+            "var a = h.getBoundingClientRect(), b = t.getBoundingClientRect();"
+            "return a.bottom <= b.top || b.bottom <= a.top || a.right <= b.left")
+        assert title, "the buttons cover the title"

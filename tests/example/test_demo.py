@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -113,6 +114,17 @@ def test_media_is_served_only_in_development(client, settings, tmp_path):
     settings.EXAMPLE_SERVE_MEDIA = False
     settings.DEBUG = False
     assert client.get("/media/a.txt").status_code == 404
+
+
+def test_favicon_is_the_demos_icon(client, settings):
+    """Browsers ask every page's /favicon.ico (the admin's too): not a 404."""
+    from django.contrib.staticfiles import finders
+
+    use_example_site(settings)
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 302 and answer["Location"] == "/static/demo/favicon.svg"
+    icon = finders.find("demo/favicon.svg")
+    assert icon and "<svg" in Path(icon).read_text(encoding="utf-8")
 
 
 # --- the emulator started in the web process (manage.py runserver by hand) ---------------

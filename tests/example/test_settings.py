@@ -198,3 +198,22 @@ def test_production_check_deploy_refuses_an_http_callback_origin():
                   env=clean_env(**production_env(EVOLINK_CALLBACK_BASE_URL="http://example.com")))
     assert done.returncode != 0
     assert "django_evolink.E002" in done.stdout + done.stderr
+
+
+def test_demo_log_keeps_info_for_what_a_person_needs(tmp_path):
+    """django-q2 logs as "django-q" (its own INFO handler otherwise: two lines per job);
+    runserver logs every request (the page asks about a running task every second)."""
+    code = (
+        "import logging, django_q.conf;"
+        "q = logging.getLogger('django-q'); s = logging.getLogger('django.server');"
+        "e = logging.getLogger('django_evolink.core.transitions');"
+        "print('q-info', q.isEnabledFor(logging.INFO), 'q-warning', q.isEnabledFor(30));"
+        "print('server-info', s.isEnabledFor(logging.INFO), 'server-4xx', s.isEnabledFor(30));"
+        "print('evolink-info', e.isEnabledFor(logging.INFO))"
+    )
+    done = manage("shell", "-c", code,
+                  env=clean_env(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "q-info False q-warning True" in done.stdout
+    assert "server-info False server-4xx True" in done.stdout
+    assert "evolink-info True" in done.stdout

@@ -101,6 +101,20 @@ def test_submit_refuses_bad_local_file_and_missing_path(fast, tmp_path):
     assert not ImageTask.objects.exists() and len(fast.requests) == 0
 
 
+def test_submit_refused_by_a_limit_prints_one_line_and_uploads_nothing(fast, tmp_path,
+                                                                       settings):
+    settings.EVOLINK = {**settings.EVOLINK, "DEFAULT_IMAGE_CREDITS": 2,
+                        "LIMITS": {"CREDITS_PER_DAY": 3}}
+    path = tmp_path / "in.png"
+    path.write_bytes(make_image_bytes(600, 600))
+    with pytest.raises(CommandError) as info:
+        run("evolink_submit", "--prompt", "a cat", "--image", str(path), "--n", "2")
+    message = str(info.value)
+    assert message.startswith("Not submitted: Limit reached: 3 credits for the whole site")
+    assert "\n" not in message and "needs about 4 credits" in message
+    assert not ImageTask.objects.exists() and len(fast.requests) == 0
+
+
 def test_submit_wait_reports_a_failed_task(fast, tmp_path):
     path = tmp_path / "in.png"
     path.write_bytes(make_image_bytes(600, 600))
@@ -114,6 +128,17 @@ def test_submit_wait_reports_a_failed_task(fast, tmp_path):
 def test_credits(fast):
     fast.set_credits(42.5)
     assert "Remaining credits: 42.5" in run("evolink_credits")
+
+
+def test_credits_keep_four_decimals_and_the_keys_own_balance(fast):
+    # Evolink's amounts have up to four decimals; the key's balance is not the account's
+    fast.set_credits(1095.3912, token=99416.4401)
+    out = run("evolink_credits")
+    assert "Remaining credits: 1095.3912" in out
+    assert "This key: 99416.4401 left" in out
+    fast.set_credits(12.5, token=None)  # a key without a limit of its own
+    out = run("evolink_credits")
+    assert "Remaining credits: 12.5" in out and "This key: unlimited" in out
 
 
 def test_credits_error_is_a_command_error(settings):

@@ -25,6 +25,7 @@ ERROR_TYPES: dict[int, str] = {
     402: "insufficient_quota_error",
     403: "permission_error",
     404: "not_found_error",
+    413: "request_too_large_error",
     429: "rate_limit_error",
     500: "internal_server_error",
     502: "upstream_error",
@@ -55,8 +56,10 @@ def task_answer(
     user_group: str = "default",
     estimated_time: int = 30,
     can_cancel: bool | None = None,
+    error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A task object as answered by create, task query and callbacks.
+    """A task object as answered by create, task query and callbacks; ``error`` (the
+    ``{code, message}`` of a failed or cancelled task) is added when given.
 
     ``progress`` defaults to 0 (pending), 50 (processing) or 100 (final states).
     A ``completed`` task without explicit ``results`` gets one result URL, as Evolink
@@ -85,6 +88,8 @@ def task_answer(
         results = result_urls(id)
     if results is not None:
         answer["results"] = list(results)
+    if error is not None:
+        answer["error"] = dict(error)
     return answer
 
 

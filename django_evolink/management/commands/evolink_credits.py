@@ -29,15 +29,17 @@ class Command(BaseCommand):
         balance = parse_credits(answer)
         if balance is None or (balance.remaining is None and not balance.key_unlimited):
             raise CommandError(_("Evolink's credits answer has no balance."))
-        if balance.key_unlimited:
-            self.stdout.write(_("Remaining credits: unlimited"))
-        else:
+        # the account's balance (data.user) and the key's (data.token) are distinct:
+        # an unlimited key still spends the account's credits
+        if balance.remaining is not None:
             self.stdout.write(
                 _("Remaining credits: %(n)s") % {"n": format_credits(balance.remaining)}
             )
         if balance.used is not None:
             self.stdout.write(_("Used credits: %(n)s") % {"n": format_credits(balance.used)})
-        if balance.key_remaining is not None and not balance.key_unlimited:
+        if balance.key_unlimited:
+            self.stdout.write(_("This key: unlimited"))
+        elif balance.key_remaining is not None:
             self.stdout.write(
                 _("This key: %(n)s left") % {"n": format_credits(balance.key_remaining)}
             )

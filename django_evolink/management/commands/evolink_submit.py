@@ -17,7 +17,7 @@ from ...core import services
 from ...core.models import ImageTask, Status
 from ...evolink import catalogue
 from ...evolink.client import get_client
-from ...exceptions import EvolinkError, EvolinkValidationError
+from ...exceptions import EvolinkError, EvolinkLimitExceededError, EvolinkValidationError
 
 BAR = 30
 
@@ -102,12 +102,16 @@ class Command(BaseCommand):
         try:
             spec = catalogue.get_spec(model)
             extra = self._params(list(params or ()), spec)
+            # refused by a limit: say so before local files are uploaded to Evolink
+            services.check_limits(model=spec.name, n=n, params=extra)
             urls = [self._image_url(v, spec) for v in images or ()]
             task = services.create_task(prompt=prompt, image_urls=urls, n=n, model=model,
                                         params=extra)
         except EvolinkValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(map(str, msgs))}"
                                          for field, msgs in exc.errors.items()))
+        except EvolinkLimitExceededError as exc:
+            raise CommandError(_("Not submitted: %(error)s") % {"error": exc})
         except EvolinkError as exc:
             raise CommandError(_("Evolink refused the task: %(error)s") % {"error": exc})
         self.stdout.write(_("Task %(id)s: %(status)s (Evolink id %(eid)s)")

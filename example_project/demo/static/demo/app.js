@@ -17,12 +17,12 @@
     validation: gettext("Please correct the fields marked below."),
     both_sources: gettext("Use either image files or image URLs, not both."),
     no_images: gettext("Choose one or two image files, or paste one or two image URLs."),
-    refused: gettext("The image service refused the request: %s"),
+    no_prompt: gettext("Write a prompt: what the new images should show."),
     out_of_credits: gettext("Out of credits: the image service has no credits left for " +
-                            "this site. Try again later. (%s)"),
+                            "this site. Try again later."),
     rate_limited: gettext("Too many requests: please wait %s seconds before trying again."),
     evolink_down: gettext("The image service (Evolink) is down or not configured " +
-                          "correctly: %s"),
+                          "correctly."),
     server_error: gettext("The site failed to answer (HTTP %s). Try again later."),
     refresh_failed: gettext("Could not ask Evolink for news just now; still waiting…"),
     task_failed: gettext("The task failed: %s"),
@@ -102,6 +102,17 @@
     if (input) { input.classList.add("invalid"); }
   }
 
+  // A new submit starts afresh: a task that failed before is not left on screen beside
+  // the new errors (it stays in "Your recent tasks").
+  function forgetOldFailure() {
+    var box = el("current");
+    if (!box.hidden && ["failed", "cancelled"].indexOf(box.dataset.status) >= 0) {
+      if (current && current.timer) { clearTimeout(current.timer); }
+      current = null;
+      box.hidden = true;
+    }
+  }
+
   // One request to the API. Resolves to {status, data, headers}; rejects on network errors.
   function api(method, url, body) {
     var options = {method: method, credentials: "same-origin",
@@ -129,7 +140,7 @@
     switch (answer.status) {
       case 400:
         if (data.code && data.detail) {            // Evolink refused the task
-          showMessage(fmt(T.refused, detail));
+          showMessage(detail);                      // the API's sentence says who refused
         } else {                                    // field-keyed validation errors
           showMessage(T.validation);
           Object.keys(data).forEach(function (field) { fieldError(field, data[field]); });
@@ -143,8 +154,10 @@
         showMessage(fmt(T.rate_limited, wait));
         blockSubmit(wait);
         break;
-      case 502: showMessage(fmt(T.evolink_down, detail)); break;
-      case 503: showMessage(fmt(T.out_of_credits, detail)); break;
+      // the API's own sentence when it sent one (it says what happened, in the page's
+      // language); the page's only when it did not: never the two run together
+      case 502: showMessage(detail || T.evolink_down); break;
+      case 503: showMessage(detail || T.out_of_credits); break;
       default: showMessage(fmt(T.server_error, answer.status));
     }
     if (data.task) { showTask(data.task); loadRecent(); }
@@ -319,13 +332,18 @@
     var prompt = el("prompt").value;
     var n = parseInt(el("n").value, 10);
     var params = paramValues();
-    if (params.bad) { return {error: [params.bad, T.bad_json]}; }
+    var required = models[name] ? (models[name].required || []) : ["prompt", "image_urls"];
     var takesImages = !models[name] || takes(name, "image_urls");
-    var needsImages = !models[name] ||
-      (schema.image_urls && (models[name].required || []).indexOf("image_urls") >= 0);
+    var needsImages = !models[name] || (schema.image_urls && required.indexOf("image_urls") >= 0);
+    var needsPrompt = !models[name] || (schema.prompt && required.indexOf("prompt") >= 0);
     if (!takesImages) { files = []; urls = []; }
-    if (files.length && urls.length) { return {error: ["images", T.both_sources]}; }
-    if (needsImages && !files.length && !urls.length) { return {error: ["images", T.no_images]}; }
+    // every problem at once: one submit flags each field that needs attention
+    var errors = [];
+    if (needsPrompt && !prompt.trim()) { errors.push(["prompt", T.no_prompt]); }
+    if (files.length && urls.length) { errors.push(["images", T.both_sources]); }
+    if (needsImages && !files.length && !urls.length) { errors.push(["images", T.no_images]); }
+    if (params.bad) { errors.push([params.bad, T.bad_json]); }
+    if (errors.length) { return {errors: errors}; }
     var fields = {model: name};
     if (!models[name] || schema.prompt) { fields.prompt = prompt; }
     if (!models[name] || schema.n) { fields.n = n; }
@@ -346,10 +364,11 @@
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     clearErrors();
+    forgetOldFailure();
     var request = buildRequest();
-    if (request.error) {
+    if (request.errors) {
       showMessage(T.validation);
-      fieldError(request.error[0], request.error[1]);
+      request.errors.forEach(function (e) { fieldError(e[0], e[1]); });
       return;
     }
     submitButton.disabled = true;
