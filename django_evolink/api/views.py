@@ -19,6 +19,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import reverse
+from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from rest_framework import generics, status
@@ -104,8 +105,8 @@ class EvolinkAPIView(generics.GenericAPIView):
     def task_response(self, task: ImageTask, code: int = status.HTTP_200_OK,
                       headers: dict | None = None) -> Response:
         data = ImageTaskSerializer(task, context=self.get_serializer_context()).data
-        return Response(data, status=code, headers={"ETag": live.task_etag(task),
-                                                    **(headers or {})})
+        return Response(data, status=code, headers={
+            "ETag": live.task_etag(task, translation.get_language()), **(headers or {})})
 
     def not_modified(self, etag: str) -> Response | None:
         """A 304 when the request's ``If-None-Match`` matches ``etag``, else None."""
@@ -141,7 +142,8 @@ class TaskListCreateView(generics.ListAPIView, EvolinkAPIView):
         rows = list(page) if page is not None else list(queryset)
         paginator = getattr(self.paginator, "page", None)
         count = paginator.paginator.count if paginator is not None else len(rows)
-        etag = live.list_etag(dict(request.query_params.lists()), count, rows)
+        etag = live.list_etag(dict(request.query_params.lists()), count, rows,
+                              translation.get_language())
         unchanged = self.not_modified(etag)
         if unchanged is not None:
             return unchanged
@@ -211,7 +213,7 @@ class TaskDetailView(EvolinkAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self.get_object()
         services.watch_task(task)
-        unchanged = self.not_modified(live.task_etag(task))
+        unchanged = self.not_modified(live.task_etag(task, translation.get_language()))
         if unchanged is not None:
             return unchanged
         return self.task_response(task)
@@ -248,8 +250,14 @@ class TaskEventsView(EvolinkAPIView):
             return HttpResponse(status=status.HTTP_204_NO_CONTENT)
         services.watch_task(task)
         context = self.get_serializer_context()
-        stream = TaskStream(task.pk, lambda t: ImageTaskSerializer(t, context=context).data,
-                            last)
+        language = translation.get_language()
+
+        def serialize(item: ImageTask) -> Any:
+            # later, maybe in another thread: in the language of the request
+            with translation.override(language):
+                return ImageTaskSerializer(item, context=context).data
+
+        stream = TaskStream(task.pk, serialize, last)
         content = (stream.async_iter() if isinstance(request._request, ASGIRequest)
                    else stream.sync_iter())
         response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")

@@ -56,15 +56,19 @@ def parse_version(value: str | None) -> tuple[int, int] | None:
     return int(head), int(tail)
 
 
-def task_etag(task: ImageTask) -> str:
-    """Weak ETag of one task's answer: its id, version, status and progress."""
-    return f'W/"{task.pk.hex}-{task_version(task)}-{task.status}-{task.progress}"'
+def task_etag(task: ImageTask, language: str | None = None) -> str:
+    """Weak ETag of one task's answer: its id, version, status and progress, and the
+    language it is written in (an error's ``hint`` is translated)."""
+    suffix = f"-{language}" if language else ""
+    return f'W/"{task.pk.hex}-{task_version(task)}-{task.status}-{task.progress}{suffix}"'
 
 
-def list_etag(params: Mapping[str, Any], count: int, tasks: Iterable[ImageTask]) -> str:
+def list_etag(params: Mapping[str, Any], count: int, tasks: Iterable[ImageTask],
+              language: str | None = None) -> str:
     """Weak ETag of one page of the task list: the query (filters, page), the total
-    count and every row's version."""
+    count, every row's version and the answer's language."""
     digest = hashlib.sha256()
+    digest.update(f"language={language or ''}\n".encode())
     for key in sorted(params):
         digest.update(f"{key}={params[key]}\n".encode())
     digest.update(f"count={count}\n".encode())

@@ -112,3 +112,20 @@ def test_a_final_task_is_not_watched(api, user):
     task, _ = make_task(user, status="completed", progress=100)
     api.get(detail_url(task.pk))
     assert ImageTask.objects.get(pk=task.pk).watched_until is None
+
+
+def test_the_etag_depends_on_the_answers_language(api, user, settings):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.locale.LocaleMiddleware"]
+    task, _ = make_task(user, status="failed", progress=0, error_code="content_policy_violation",
+                        error_message="blocked")
+    english = api.get(detail_url(task.pk), HTTP_ACCEPT_LANGUAGE="en")
+    japanese = api.get(detail_url(task.pk), HTTP_ACCEPT_LANGUAGE="ja",
+                       HTTP_IF_NONE_MATCH=english["ETag"])
+    assert japanese.status_code == 200  # not the English answer's 304
+    assert japanese["ETag"] != english["ETag"]
+    again = api.get(detail_url(task.pk), HTTP_ACCEPT_LANGUAGE="ja",
+                    HTTP_IF_NONE_MATCH=japanese["ETag"])
+    assert again.status_code == 304
+    listed = api.get(LIST_URL, HTTP_ACCEPT_LANGUAGE="en")
+    assert api.get(LIST_URL, HTTP_ACCEPT_LANGUAGE="ja",
+                   HTTP_IF_NONE_MATCH=listed["ETag"]).status_code == 200
