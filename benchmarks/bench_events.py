@@ -118,7 +118,7 @@ def run(clients: int, seconds: float, database: str, router: bool = True) -> lis
         common.migrate()
         user = get_user_model().objects.create_user("bench", password="pw-bench")
         ImageTask.objects.bulk_create([
-            ImageTask(user=user, evolink_id=f"task-unified-sse-{i:05d}",
+            ImageTask(user=user, evolink_id=f"task-unified-1700000000-sse{i:05d}",
                       model="wan2.5-image-to-image", prompt="bench",
                       image_urls=["https://example.com/in.png"], status=Status.PROCESSING,
                       progress=1)

@@ -49,7 +49,7 @@ from ..core.models import (
     Status,
 )
 from ..core.services import OUTCOME_UNKNOWN_MESSAGE
-from ..core.transitions import ApplyResult, apply_payload, fail_task
+from ..core.transitions import apply_payload, fail_task
 from ..evolink.client import get_client
 from ..exceptions import EvolinkError, EvolinkTransportError, is_unknown_task
 from . import queue
@@ -178,6 +178,25 @@ def _release(task: ImageTask, token: uuid.UUID, now: datetime, *, next_at: datet
     return bool(written)
 
 
+def _released_fields(task: ImageTask, token: uuid.UUID, now: datetime, *,
+                     next_at: datetime | None, error: bool, final: bool = False
+                     ) -> dict[str, Any]:
+    """What :func:`_release` writes, for a row this sweep holds locked (its values read
+    from the row, not ``F()``): the schedule and no lease when the lease is still ours
+    and the task active; only the poll counter for a task that became final (its lease
+    already cleared); nothing when the lease was lost."""
+    counter = "poll_error_count" if error else "poll_count"
+    polled = {counter: getattr(task, counter) + 1, "last_polled_at": now}
+    if final:
+        return polled if task.lease_token is None else {}
+    if task.lease_token != token or task.status not in ACTIVE_STATUSES:
+        return {}
+    fields: dict[str, Any] = {"lease_token": None, "lease_until": None, **polled}
+    if next_at is not None:
+        fields["next_poll_at"] = next_at
+    return fields
+
+
 # ---------------------------------------------------------------------------- polling
 
 
@@ -225,23 +244,23 @@ def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         counts["polled"] += 1
         timed_out: list[bool] = []
 
-        def write_schedule(result: ApplyResult) -> None:
-            # Runs in apply_payload's transaction, the row still locked: the answer, its
-            # event and the lease-fenced schedule are committed together (one commit).
-            task = result.task
-            if task.is_final:
-                _release(task, token, now, next_at=None, error=False)
-                return
-            usable = result.outcome in (EventOutcome.APPLIED, EventOutcome.UNCHANGED)
-            past_grace = now >= poll_policy.task_deadline(task) + poll_policy.timeout_grace()
-            if poll_policy.is_past_deadline(task, now) and (usable or past_grace):
-                _release(task, token, now, next_at=None, error=False)
+        def schedule(locked: ImageTask, outcome: str) -> dict[str, Any]:
+            # Called by apply_payload on the locked, merged row before it is saved: the
+            # lease-fenced schedule is written by the answer's own UPDATE (one statement
+            # fewer per poll), and committed with it.
+            if locked.is_final:
+                return _released_fields(locked, token, now, next_at=None, error=False,
+                                        final=True)
+            usable = outcome in (EventOutcome.APPLIED, EventOutcome.UNCHANGED)
+            past_grace = now >= poll_policy.task_deadline(locked) + poll_policy.timeout_grace()
+            if poll_policy.is_past_deadline(locked, now) and (usable or past_grace):
                 timed_out.append(True)
-                return
-            _release(task, token, now, error=not usable,
-                      next_at=poll_policy.next_poll_at(task, now, attempt=task.poll_count + 1))
+                return _released_fields(locked, token, now, next_at=None, error=False)
+            return _released_fields(
+                locked, token, now, error=not usable,
+                next_at=poll_policy.next_poll_at(locked, now, attempt=locked.poll_count + 1))
 
-        result = apply_payload(task, value, source=EventSource.POLL, then=write_schedule)
+        result = apply_payload(task, value, source=EventSource.POLL, bookkeeping=schedule)
         task = result.task
         if result.changed:
             counts["changed"] += 1

@@ -45,6 +45,9 @@ from .poll_policy import first_poll_at
 
 logger = logging.getLogger("django_evolink.transitions")
 
+#: Local bookkeeping written with an apply: ``(locked merged task, outcome) -> {field: value}``.
+Bookkeeping = Callable[[ImageTask, str], dict[str, Any]]
+
 #: How long Evolink keeps result links alive.
 RESULT_LINK_LIFETIME = timedelta(hours=24)
 
@@ -212,11 +215,13 @@ def _apply(
     event: TaskEvent,
     source: str,
     error: PayloadError | None = None,
+    bookkeeping: Bookkeeping | None = None,
 ) -> ApplyResult:
     """Lock the task, merge ``update`` forward-only, save it and store the event's outcome.
 
     Runs inside the caller's transaction (see :func:`_record_and_apply`) and raises when
     anything fails; the caller rolls back and records the delivery as ``error``.
+    ``bookkeeping``: see :func:`apply_payload`; its fields are written by the same UPDATE.
     """
     now = timezone.now()
     task = ImageTask.objects.select_for_update().get(pk=task_id)
@@ -263,7 +268,11 @@ def _apply(
 
             task.next_poll_at = first_poll_at(task, now)
             fields.append("next_poll_at")
-        update_fields = [*dict.fromkeys(fields), "updated_at"]
+    extra = bookkeeping(task, outcome) if bookkeeping is not None else {}
+    for name, value in extra.items():
+        setattr(task, name, value)
+    if fields:
+        update_fields = [*dict.fromkeys([*fields, *extra]), "updated_at"]
         if "evolink_id" in fields:
             # the submit answer: another task may already carry this Evolink id (unique)
             try:
@@ -283,6 +292,8 @@ def _apply(
         else:
             task.save(update_fields=update_fields)
         live.announce_change(task.pk)  # event streams wake up once this commits
+    elif extra:  # bookkeeping only: the answer is unchanged, updated_at stays
+        ImageTask.objects.filter(pk=task.pk).update(**extra)
     if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
         _record_images(task, update.results, now)
     changed = outcome == EventOutcome.APPLIED
@@ -311,6 +322,7 @@ def _record_and_apply(
     source: str,
     event: TaskEvent,
     then: Callable[[ApplyResult], None] | None = None,
+    bookkeeping: Bookkeeping | None = None,
 ) -> ApplyResult:
     """Record ``event`` and apply it in one transaction (a savepoint inside a caller's).
 
@@ -323,7 +335,7 @@ def _record_and_apply(
     new, base_note = event.pk is None, event.note
     try:
         with transaction.atomic():
-            result = _apply(task_id, update, event, source, error)
+            result = _apply(task_id, update, event, source, error, bookkeeping)
             if then is not None:
                 then(result)
     except Exception as exc:
@@ -358,6 +370,7 @@ def apply_payload(
     event: TaskEvent | None = None,
     update: Update | None = None,
     then: Callable[[ApplyResult], None] | None = None,
+    bookkeeping: Bookkeeping | None = None,
 ) -> ApplyResult:
     """Record ``payload`` as an event of ``task``, then apply it forward-only.
 
@@ -371,7 +384,10 @@ def apply_payload(
     delivery already recorded by the caller. ``update``: ``payload`` already parsed by
     the caller (:func:`parse_payload`), so it is not parsed twice. ``then``: called with
     the result inside the same transaction, the task row still locked, for writes that
-    must commit together with the apply (the sweep's lease-fenced schedule).
+    must commit together with the apply. ``bookkeeping``: called with the locked, merged
+    task and the outcome before it is saved; returns local bookkeeping fields (the
+    sweep's lease-fenced schedule) written by the same UPDATE as the answer - or, when
+    the answer changes nothing, by one UPDATE of their own that leaves ``updated_at``.
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
     error = None
@@ -384,7 +400,7 @@ def apply_payload(
         event = _new_event(
             task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
         )
-    result = _record_and_apply(task_id, update, error, source, event, then)
+    result = _record_and_apply(task_id, update, error, source, event, then, bookkeeping)
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
