@@ -3,7 +3,7 @@ not taken from the process being measured).
 
 ``python benchmarks/_emulator_proc.py --tasks N --latency task=0.05`` starts an
 :class:`~django_evolink.emulator.Emulator` on a free loopback port, adds ``N`` unfinished
-tasks ``task-unified-bench-000000``... directly to its state (as if they had been
+tasks ``task-unified-1700000000-bench000000``... directly to its state (as if they had been
 created 10 s ago, still ``processing`` for ~2 months), prints one JSON line ``{"url": ...}`` and
 serves until its standard input closes. Counts come from the control API
 (``/_emulator/requests``).
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from django_evolink.emulator import Emulator, Task  # noqa: E402
 
 #: The evolink id of the i-th preloaded task.
-TASK_ID = "task-unified-bench-{:06d}"
+TASK_ID = "task-unified-1700000000-bench{:06d}"
 
 
 def main() -> None:
