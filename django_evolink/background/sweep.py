@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -49,8 +50,16 @@ from ..core.models import (
     Status,
 )
 from ..core.services import OUTCOME_UNKNOWN_MESSAGE
-from ..core.transitions import apply_payload, fail_task
+from ..core.transitions import (
+    Answer,
+    ApplyResult,
+    apply_answers,
+    apply_payload,
+    batchable,
+    fail_task,
+)
 from ..evolink.client import get_client
+from ..evolink.payloads import PayloadError, Update, parse_payload
 from ..exceptions import EvolinkError, EvolinkTransportError, is_unknown_task
 from . import queue
 
@@ -232,6 +241,48 @@ def _timeout(task: ImageTask, counts: dict[str, int], why: str) -> None:
         counts["failed"] += 1
 
 
+def _schedule(token: uuid.UUID, now: datetime, timed_out: dict[Any, bool]
+              ) -> Callable[[ImageTask, str], dict[str, Any]]:
+    """The bookkeeping of one polled answer: called by the transition path on the
+    locked, merged row before it is saved, so the lease-fenced schedule is written by the
+    answer's own UPDATE and committed with it. Notes in ``timed_out[pk]`` whether the
+    task is past its deadline (set, not appended: a batch applied again one by one
+    decides again)."""
+
+    def schedule(locked: ImageTask, outcome: str) -> dict[str, Any]:
+        timed_out[locked.pk] = False
+        if locked.is_final:
+            return _released_fields(locked, token, now, next_at=None, error=False,
+                                    final=True)
+        usable = outcome in (EventOutcome.APPLIED, EventOutcome.UNCHANGED)
+        past_grace = now >= poll_policy.task_deadline(locked) + poll_policy.timeout_grace()
+        if poll_policy.is_past_deadline(locked, now) and (usable or past_grace):
+            timed_out[locked.pk] = True
+            return _released_fields(locked, token, now, next_at=None, error=False)
+        return _released_fields(
+            locked, token, now, error=not usable,
+            next_at=poll_policy.next_poll_at(locked, now, attempt=locked.poll_count + 1))
+
+    return schedule
+
+
+def _after_apply(result: ApplyResult, timed_out: bool, counts: dict[str, int]) -> None:
+    """Count what applying one polled answer did; time the task out when it is past its
+    deadline."""
+    task = result.task
+    if result.changed:
+        counts["changed"] += 1
+    if task.is_final:
+        if result.status_changed:
+            _count_final(task, counts)
+        return
+    if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
+        counts["errors"] += 1
+    if timed_out:
+        _timeout(task, counts, gettext("a last status check found it still %(status)s.")
+                 % {"status": task.status})
+
+
 def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
                    counts: dict[str, int]) -> None:
     """Apply one poll result to ``task`` and write its schedule (sweep thread)."""
@@ -242,37 +293,10 @@ def _handle_answer(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         return
     if kind == "ok":
         counts["polled"] += 1
-        timed_out: list[bool] = []
-
-        def schedule(locked: ImageTask, outcome: str) -> dict[str, Any]:
-            # Called by apply_payload on the locked, merged row before it is saved: the
-            # lease-fenced schedule is written by the answer's own UPDATE (one statement
-            # fewer per poll), and committed with it.
-            if locked.is_final:
-                return _released_fields(locked, token, now, next_at=None, error=False,
-                                        final=True)
-            usable = outcome in (EventOutcome.APPLIED, EventOutcome.UNCHANGED)
-            past_grace = now >= poll_policy.task_deadline(locked) + poll_policy.timeout_grace()
-            if poll_policy.is_past_deadline(locked, now) and (usable or past_grace):
-                timed_out.append(True)
-                return _released_fields(locked, token, now, next_at=None, error=False)
-            return _released_fields(
-                locked, token, now, error=not usable,
-                next_at=poll_policy.next_poll_at(locked, now, attempt=locked.poll_count + 1))
-
-        result = apply_payload(task, value, source=EventSource.POLL, bookkeeping=schedule)
-        task = result.task
-        if result.changed:
-            counts["changed"] += 1
-        if task.is_final:
-            if result.status_changed:
-                _count_final(task, counts)
-            return
-        if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
-            counts["errors"] += 1
-        if timed_out:
-            _timeout(task, counts, gettext("a last status check found it still %(status)s.")
-                     % {"status": task.status})
+        timed_out: dict[Any, bool] = {}
+        result = apply_payload(task, value, source=EventSource.POLL,
+                               bookkeeping=_schedule(token, now, timed_out))
+        _after_apply(result, timed_out.get(result.task.pk, False), counts)
         return
     # kind == "error"
     exc: Exception = value
@@ -325,17 +349,57 @@ def _handle(task: ImageTask, token: uuid.UUID, kind: str, value: Any,
         logger.exception("task %s: applying the poll result failed", task.pk)
 
 
+def _handle_all(answers: Iterable[tuple[ImageTask, str, Any]], token: uuid.UUID,
+                counts: dict[str, int]) -> None:
+    """Apply the poll results of one claimed batch: every well-formed answer about its own
+    task together, in one transaction (:func:`transitions.apply_answers`); anything else
+    (errors, skips, malformed answers) one by one. When the batch cannot be applied as
+    one, each of its answers is applied on its own."""
+    batch: list[tuple[ImageTask, Any, Update]] = []
+    for task, kind, value in answers:
+        if kind == "ok":
+            try:
+                update = parse_payload(value)
+            except PayloadError:
+                update = None
+            if update is not None and batchable(task, update):
+                batch.append((task, value, update))
+                continue
+        _handle(task, token, kind, value, counts)
+    if len(batch) < 2:
+        for task, value, _update in batch:
+            _handle(task, token, "ok", value, counts)
+        return
+    timed_out: dict[Any, bool] = {}
+    schedule = _schedule(token, timezone.now(), timed_out)
+    try:
+        results = apply_answers([Answer(task.pk, value, update, schedule)
+                                 for task, value, update in batch], source=EventSource.POLL)
+    except Exception:
+        logger.exception("applying a batch of %d poll answers failed; applying them one by "
+                         "one", len(batch))
+        for task, value, _update in batch:
+            _handle(task, token, "ok", value, counts)
+        return
+    for result in results:
+        counts["polled"] += 1
+        try:
+            _after_apply(result, timed_out.get(result.task.pk, False), counts)
+        except Exception:  # one task's failure must not end the sweep
+            counts["errors"] += 1
+            logger.exception("task %s: applying the poll result failed", result.task.pk)
+
+
 def _poll_batch(tasks: list[ImageTask], token: uuid.UUID, counts: dict[str, int],
                 executor: ThreadPoolExecutor | None) -> None:
     """Poll one claimed batch and apply the answers (no pipelining)."""
     stop_at = _stop_at()
     if executor is None or len(tasks) == 1:
-        for task in tasks:
-            _handle(task, token, *_fetch(_claimed_id(task), stop_at), counts)
+        _handle_all(((task, *_fetch(_claimed_id(task), stop_at)) for task in tasks),
+                    token, counts)
         return
     futures = {executor.submit(_fetch, _claimed_id(task), stop_at): task for task in tasks}
-    for future in as_completed(futures):
-        _handle(futures[future], token, *future.result(), counts)
+    _handle_all(((futures[f], *f.result()) for f in as_completed(futures)), token, counts)
 
 
 def _submit_batch(
@@ -492,8 +556,8 @@ def run_sweep(all_tasks: bool = False, limit: int | None = None) -> dict[str, in
                     token, tasks = claim()
                     following = _submit_batch(tasks, token, executor) if tasks else None
                     token, futures = current
-                    for future in as_completed(futures):
-                        _handle(futures[future], token, *future.result(), counts)
+                    _handle_all(((futures[f], *f.result()) for f in as_completed(futures)),
+                                token, counts)
                     current = following
         finally:
             if executor is not None:

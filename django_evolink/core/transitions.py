@@ -146,20 +146,21 @@ def _merge(task: ImageTask, update: Update, now: datetime) -> tuple[str, list[st
     return (EventOutcome.APPLIED if fields else EventOutcome.UNCHANGED), fields
 
 
+def _image_rows(task: ImageTask, results: list[str], now: datetime) -> list[GeneratedImage]:
+    return [
+        GeneratedImage(
+            task=task,
+            index=i,
+            source_url=url,
+            source_expires_at=now + RESULT_LINK_LIFETIME,
+            next_download_at=now,
+        )
+        for i, url in enumerate(results)
+    ]
+
+
 def _record_images(task: ImageTask, results: list[str], now: datetime) -> None:
-    GeneratedImage.objects.bulk_create(
-        [
-            GeneratedImage(
-                task=task,
-                index=i,
-                source_url=url,
-                source_expires_at=now + RESULT_LINK_LIFETIME,
-                next_download_at=now,
-            )
-            for i, url in enumerate(results)
-        ],
-        ignore_conflicts=True,
-    )
+    GeneratedImage.objects.bulk_create(_image_rows(task, results, now), ignore_conflicts=True)
 
 
 def _after_commit(task: ImageTask, old: str, new: str) -> None:
@@ -404,6 +405,120 @@ def apply_payload(
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
+
+
+# ------------------------------------------------------------------------ batched apply
+
+
+@dataclass
+class Answer:
+    """One trusted answer of a batch for :func:`apply_answers`."""
+
+    task_id: Any
+    payload: Any
+    update: Update
+    bookkeeping: Bookkeeping | None = None
+
+
+def batchable(task: ImageTask, update: Update) -> bool:
+    """May ``update`` go through :func:`apply_answers` for ``task``? (An answer about its
+    own task; anything else - another task's answer, a submit answer - takes the
+    one-at-a-time path, which records it as such.)"""
+    return update.evolink_id is None or update.evolink_id == task.evolink_id
+
+
+def apply_answers(answers: list[Answer], *, source: str) -> list[ApplyResult]:
+    """Apply a batch of parsed answers (the sweep's, one per task) in ONE transaction.
+
+    The same rules as :func:`apply_payload`, with fewer statements: every row is locked
+    by one ``SELECT ... FOR UPDATE`` (in primary-key order, so two batches never
+    deadlock), every event is inserted by one ``INSERT`` in the same transaction as the
+    apply (recorded first: an event and its apply commit together), the tasks are written
+    by one ``UPDATE`` per set of changed fields, result images by one ``INSERT``, and the
+    changes announced by one ``NOTIFY`` statement. Signals are sent once per status
+    change, after commit. When anything fails (:class:`BatchError`: a task vanished
+    meanwhile) the batch is rolled back as a whole, nothing of it recorded, and the
+    exception raised: the caller then applies every answer on its own with
+    :func:`apply_payload`, which records a failing one as ``error``.
+    """
+    if not answers:
+        return []
+    with transaction.atomic():
+        ids = [a.task_id for a in answers]
+        locked = {t.pk: t for t in
+                  ImageTask.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        if len(ids) != len(set(ids)) or len(locked) != len(ids):
+            raise BatchError(f"a task is missing or twice in a batch of {len(ids)} answers")
+        now = timezone.now()
+        merged = [_merge_one(locked[a.task_id], a, source, now) for a in answers]
+        _write_batch(merged, answers, now)
+    return [result for result, _write in merged]
+
+
+class BatchError(Exception):
+    """A batch cannot be applied as one (a task vanished meanwhile, or is in it twice)."""
+
+
+def _merge_one(task: ImageTask, answer: Answer, source: str, now: datetime
+               ) -> tuple[ApplyResult, list[str]]:
+    """Merge one answer into its locked row in memory; returns the result (its event
+    built, not saved) and the fields to write."""
+    old = task.status
+    outcome, fields = _merge(task, answer.update, now)
+    if source == EventSource.CALLBACK and outcome in (
+        EventOutcome.APPLIED, EventOutcome.UNCHANGED, EventOutcome.STALE,
+    ):
+        task.callback_received_at = now
+        fields.append("callback_received_at")
+    if fields and task.status not in FINAL_STATUSES and task.next_poll_at is None \
+            and task.evolink_id:
+        task.next_poll_at = first_poll_at(task, now)
+        fields.append("next_poll_at")
+    extra = answer.bookkeeping(task, outcome) if answer.bookkeeping is not None else {}
+    for name, value in extra.items():
+        setattr(task, name, value)
+    event = _new_event(task.pk, source, answer.payload)
+    changed = outcome == EventOutcome.APPLIED
+    event.outcome, event.changed = outcome, changed
+    event.status_before, event.status_after = old, task.status
+    result = ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
+    return result, [*dict.fromkeys([*fields, *extra])]
+
+
+def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answer],
+                 now: datetime) -> None:
+    """The writes of a merged batch (inside its transaction)."""
+    results = [result for result, _write in merged]
+    groups: dict[tuple[str, ...], list[ImageTask]] = {}
+    announced: list[Any] = []
+    images: list[GeneratedImage] = []
+    for (result, write), answer in zip(merged, answers):
+        task = result.task
+        if result.changed_fields:
+            task.updated_at = now
+            write = [*write, "updated_at"]
+            announced.append(task.pk)
+        if write:
+            groups.setdefault(tuple(sorted(write)), []).append(task)
+        if result.new_status == Status.COMPLETED and result.old_status != Status.COMPLETED \
+                and answer.update.results:
+            images.extend(_image_rows(task, answer.update.results, now))
+    TaskEvent.objects.bulk_create([r.event for r in results])
+    for names, tasks in groups.items():
+        ImageTask.objects.bulk_update(tasks, list(names))
+    if images:
+        GeneratedImage.objects.bulk_create(images, ignore_conflicts=True)
+    if announced:
+        live.announce_changes(announced)
+    for result, answer in zip(results, answers):
+        old, new = result.old_status, result.new_status
+        if new != old:
+            _after_commit(result.task, old, new)
+            logger.info("task %s: %s event %s -> %s (%s)", result.task.pk,
+                        result.event.source, old, new, result.outcome)
+        elif result.outcome != EventOutcome.UNCHANGED:
+            logger.debug("task %s: %s event %s -> %s (%s)", result.task.pk,
+                         result.event.source, old, new, result.outcome)
 
 
 def fail_task(
