@@ -155,12 +155,18 @@ def claim_batch(
         features = connections[alias].features
         if features.has_select_for_update and features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
-        ids = list(qs.values_list("pk", flat=True)[:size])
-        if not ids:
+        rows = list(qs[:size])
+        if not rows:
             return token, []
-        ImageTask.objects.using(alias).filter(due, pk__in=ids).update(
-            lease_token=token, lease_until=now + _lease()
+        until = now + _lease()
+        leased = ImageTask.objects.using(alias).filter(due, pk__in=[r.pk for r in rows]).update(
+            lease_token=token, lease_until=until
         )
+        if leased == len(rows):
+            # every row we read (and hold locked) is ours: no need to read them again
+            for row in rows:
+                row.lease_token, row.lease_until = token, until
+            return token, sorted(rows, key=lambda row: row.pk)
     return token, list(ImageTask.objects.using(alias).filter(lease_token=token).order_by("pk"))
 
 

@@ -492,7 +492,7 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
     groups: dict[tuple[str, ...], list[ImageTask]] = {}
     announced: list[Any] = []
     images: list[GeneratedImage] = []
-    for (result, write), answer in zip(merged, answers):
+    for (result, write), answer in zip(merged, answers, strict=True):
         task = result.task
         if result.changed_fields:
             task.updated_at = now
@@ -510,7 +510,7 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
         GeneratedImage.objects.bulk_create(images, ignore_conflicts=True)
     if announced:
         live.announce_changes(announced)
-    for result, answer in zip(results, answers):
+    for result in results:
         old, new = result.old_status, result.new_status
         if new != old:
             _after_commit(result.task, old, new)
