@@ -48,6 +48,7 @@ from ..core import tokens
 from ..core.models import EventOutcome, EventSource, ImageTask, TaskEvent
 from ..core.services import body_is_trusted, fetch_and_apply
 from ..core.transitions import (
+    ApplyResult,
     PayloadError,
     Update,
     apply_payload,
@@ -96,11 +97,17 @@ def client_address(request: HttpRequest) -> str | None:
 class CallbackTokenMixin:
     """Authenticates a callback by the per-task token in its URL."""
 
-    def validate_request(self, request: HttpRequest, token: str) -> ImageTask:
-        """The task whose callback token is ``token``, or :class:`Http404`."""
+    def validate_request(self, request: HttpRequest, token: str, *,
+                         for_update: bool = False) -> ImageTask:
+        """The task whose callback token is ``token``, or :class:`Http404`.
+        ``for_update``: lock its row (``SELECT ... FOR UPDATE``, inside the caller's
+        transaction), so that the apply does not read it again."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Http404("unknown callback")
-        task = ImageTask.objects.filter(callback_token_hash=tokens.hash_token(token)).first()
+        tasks = ImageTask.objects.filter(callback_token_hash=tokens.hash_token(token))
+        if for_update:
+            tasks = tasks.select_for_update()
+        task = tasks.first()
         if task is None or not tokens.token_matches(token, task.callback_token_hash):
             raise Http404("unknown callback")
         return task
@@ -112,6 +119,8 @@ class CallbackView(CallbackTokenMixin, View):
     """Receives Evolink's callbacks. Subclasses customise the hooks, not :meth:`post`."""
 
     http_method_names = ["post"]
+    #: True while :meth:`receive_trusted` holds the task's row locked in its transaction.
+    task_locked = False
 
     # -- the fixed flow ----------------------------------------------------------------
     def post(self, request: HttpRequest, token: str) -> JsonResponse:
@@ -124,29 +133,21 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(503, {"detail": "The callback could not be received now."})
 
     def receive(self, request: HttpRequest, token: str) -> JsonResponse:
+        if body_is_trusted(EventSource.CALLBACK):
+            return self.receive_trusted(request, token)
         try:
             task = self.validate_request(request, token)
         except Http404:
             return self.answer(404, {"detail": "Unknown callback URL."})
-        body, parsed = self.parse_body(request)
-        headers, remote_addr = redact_headers(request.headers), client_address(request)
-        trusted = body_is_trusted(EventSource.CALLBACK)
         # Re-fetch mode: the delivery is committed on its own first (no transaction is
-        # held open while Evolink is asked). Trusted body: the event is inserted, with
-        # its outcome, by the transaction that applies it (or alone when the body is
-        # refused or the apply fails); either way before the answer is sent, so every
-        # acknowledged delivery is recorded.
-        event = record_event(task, EventSource.CALLBACK, body, headers=headers,
-                             remote_addr=remote_addr, note="callback delivery", defer=trusted)
-        problem = self.check_body(task, parsed)
+        # held open while Evolink is asked, and a worker killed during the fetch leaves
+        # the delivery recorded); its outcome is written by the transaction that applies
+        # Evolink's answer.
+        event, problem = self.record(request, task, defer=False)
         if problem is not None:
-            outcome, message = problem
-            if isinstance(body, dict) and body.get("_too_large"):
-                message = "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE bytes."
-            self.set_outcome(event, outcome, message, task.status, task.status)
-            return self.answer(400, {"detail": message, "outcome": outcome})
+            return problem
         try:
-            outcome = self.apply(task, parsed, event)
+            outcome = self.apply(task, self._parsed_body, event)
             if event.pk is None:  # an overridden apply() did not record it
                 finish_event(event, outcome=outcome)
         except EvolinkError as exc:
@@ -159,6 +160,60 @@ class CallbackView(CallbackTokenMixin, View):
             self.after_failure(task, event, f"{type(exc).__name__}: {exc}")
             return self.answer(503, {"detail": "The callback could not be applied now."})
         return self.answer(200, {"received": True, "outcome": outcome})
+
+    def receive_trusted(self, request: HttpRequest, token: str) -> JsonResponse:
+        """``TRUST_CALLBACK_BODY = True``: one transaction finds the task by its token and
+        locks it (one statement), records the delivery and applies it; answered after
+        its commit. When the apply fails it is rolled back as a whole and the delivery
+        recorded alone, as ``error``."""
+        task: ImageTask | None = None
+        event: TaskEvent | None = None
+        try:
+            with transaction.atomic():
+                try:
+                    task = self.validate_request(request, token, for_update=True)
+                except Http404:
+                    return self.answer(404, {"detail": "Unknown callback URL."})
+                self.task_locked = True
+                event, problem = self.record(request, task, defer=True)
+                if problem is not None:
+                    return problem
+                outcome = self.apply(task, self._parsed_body, event)
+                if event.pk is None:  # an overridden apply() did not record it
+                    finish_event(event, outcome=outcome)
+        except Exception as exc:
+            if task is None or event is None:
+                raise  # the lookup itself failed: post() answers 503
+            logger.exception("Applying a callback delivery of task %s failed", task.pk)
+            self.after_failure(task, event, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, EvolinkError):
+                return self.answer(
+                    503, {"detail": "Could not confirm the task with Evolink; retry later."}
+                )
+            return self.answer(503, {"detail": "The callback could not be applied now."})
+        finally:
+            self.task_locked = False
+        return self.answer(200, {"received": True, "outcome": outcome})
+
+    def record(self, request: HttpRequest, task: ImageTask, *, defer: bool
+               ) -> tuple[TaskEvent, JsonResponse | None]:
+        """The delivery's event (``defer``: not saved yet, inserted with its outcome) and,
+        for a body that is not a task object for ``task``, the 400 answer (its event then
+        stored with that outcome)."""
+        body, parsed = self.parse_body(request)
+        self._parsed_body = parsed
+        event = record_event(task, EventSource.CALLBACK, body,
+                             headers=redact_headers(request.headers),
+                             remote_addr=client_address(request), note="callback delivery",
+                             defer=defer)
+        problem = self.check_body(task, parsed)
+        if problem is None:
+            return event, None
+        outcome, message = problem
+        if isinstance(body, dict) and body.get("_too_large"):
+            message = "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE bytes."
+        self.set_outcome(event, outcome, message, task.status, task.status)
+        return event, self.answer(400, {"detail": message, "outcome": outcome})
 
     # -- hooks -------------------------------------------------------------------------
     def parse_body(self, request: HttpRequest) -> tuple[Any, Any]:
@@ -228,7 +283,7 @@ class CallbackView(CallbackTokenMixin, View):
             except PayloadError:
                 update = None  # recorded as such by apply_payload
             result = apply_payload(task, body, source=EventSource.CALLBACK, event=event,
-                                   update=update)
+                                   update=update, locked=self.task_locked)
             return result.outcome
         hint = self.classify_hint(task, body)
         if task.is_final:
@@ -237,15 +292,20 @@ class CallbackView(CallbackTokenMixin, View):
                              before, before)
             note_callback_received(task)
             return hint
+
+        def record_delivery(result: ApplyResult) -> None:
+            # in the apply's transaction: the delivery's outcome commits with the answer
+            self.set_outcome(
+                event, hint,
+                f"used as a hint only; verified by fetching the task (event "
+                f"{result.event.pk}: {result.outcome})",
+                before, result.new_status,
+            )
+
         result = fetch_and_apply(
             task, source=EventSource.CALLBACK,
             note=f"Evolink's answer, fetched to verify callback event {event.pk}",
-        )
-        self.set_outcome(
-            event, hint,
-            f"used as a hint only; verified by fetching the task (event {result.event.pk}: "
-            f"{result.outcome})",
-            before, result.new_status,
+            then=record_delivery,
         )
         return result.outcome
 

@@ -145,7 +145,10 @@ class TaskStream:
         check = self.heartbeat if channel_live else self.poll_interval
         if self.polls_itself:
             check = min(check, attention.watch_interval())
-        return max(0.0, min(self.end - now, self.next_beat - now, check))
+        # next_watch too: the stream renews its task's watch mark on time even when the
+        # heartbeat is long, so the mark never lapses while it is open (changes of
+        # unwatched tasks are not announced: transitions.attention_due)
+        return max(0.0, min(self.end - now, self.next_beat - now, self.next_watch - now, check))
 
     def beat(self) -> bytes:
         now = time.monotonic()

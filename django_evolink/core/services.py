@@ -8,6 +8,7 @@ code ``outcome_unknown`` and never resent automatically.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -244,13 +245,15 @@ def refresh_task(task: ImageTask, *, source: str = EventSource.REFRESH) -> Image
     return task
 
 
-def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyResult:
+def fetch_and_apply(task: ImageTask, *, source: str, note: str = "",
+                    then: Callable[[ApplyResult], None] | None = None) -> ApplyResult:
     """``GET /v1/tasks/{id}`` for an accepted ``task`` and apply the answer through the
     transition path; what every "ask Evolink now" (refresh, callback re-fetch) does.
 
     A 404 marks the task ``failed`` with the code ``not_found_error`` (Evolink no longer
     knows it), a 400 on ``task_id`` (a malformed id) with ``invalid_request_error``; any
-    other :class:`~django_evolink.exceptions.EvolinkError` is raised.
+    other :class:`~django_evolink.exceptions.EvolinkError` is raised. ``then``: see
+    :func:`~django_evolink.transitions.apply_payload` (runs in the apply's transaction).
     """
     if not task.evolink_id:
         raise ValueError(f"task {task.pk} was never accepted by Evolink: nothing to fetch")
@@ -265,8 +268,9 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "") -> ApplyRes
             message=exc.message or "Evolink no longer knows this task (expired or unknown).",
             source=source,
             payload=exc.body if isinstance(exc.body, dict) else {"error": exc.as_dict()},
+            then=then,
         )
-    return apply_payload(task, answer, source=source, note=note)
+    return apply_payload(task, answer, source=source, note=note, then=then)
 
 
 #: Sources whose recorded bodies are Evolink's own answers to this site's requests.

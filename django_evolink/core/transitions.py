@@ -178,6 +178,16 @@ def _after_commit(task: ImageTask, old: str, new: str) -> None:
         transaction.on_commit(lambda: hooks.announce_images_recorded(task.pk), robust=True)
 
 
+def attention_due(task: ImageTask, now: datetime) -> bool:
+    """Is a change of the locked ``task`` worth announcing? Only while it is watched: an
+    open event stream keeps its task watched (it renews the mark every third of
+    ``WATCH_SECONDS``, and the view marks it before the stream first reads the row). A
+    mark written while the task is locked waits for this transaction, and the stream then
+    reads the committed row; so an unwatched change has no stream to wake and its
+    ``NOTIFY`` is skipped."""
+    return task.watched_until is not None and task.watched_until > now
+
+
 def _new_event(
     task_id: Any,
     source: str,
@@ -217,6 +227,7 @@ def _apply(
     source: str,
     error: PayloadError | None = None,
     bookkeeping: Bookkeeping | None = None,
+    locked: ImageTask | None = None,
 ) -> ApplyResult:
     """Lock the task, merge ``update`` forward-only, save it and store the event's outcome.
 
@@ -225,7 +236,7 @@ def _apply(
     ``bookkeeping``: see :func:`apply_payload`; its fields are written by the same UPDATE.
     """
     now = timezone.now()
-    task = ImageTask.objects.select_for_update().get(pk=task_id)
+    task = locked if locked is not None else ImageTask.objects.select_for_update().get(pk=task_id)
     old = task.status
     fields: list[str]
     if error is not None:
@@ -292,7 +303,8 @@ def _apply(
                 return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, old, old)
         else:
             task.save(update_fields=update_fields)
-        live.announce_change(task.pk)  # event streams wake up once this commits
+        if attention_due(task, now):
+            live.announce_change(task.pk)  # event streams wake up once this commits
     elif extra:  # bookkeeping only: the answer is unchanged, updated_at stays
         ImageTask.objects.filter(pk=task.pk).update(**extra)
     if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
@@ -324,8 +336,13 @@ def _record_and_apply(
     event: TaskEvent,
     then: Callable[[ApplyResult], None] | None = None,
     bookkeeping: Bookkeeping | None = None,
+    locked: ImageTask | None = None,
 ) -> ApplyResult:
     """Record ``event`` and apply it in one transaction (a savepoint inside a caller's).
+
+    ``locked``: the task row, locked by the caller in its own transaction; the apply runs
+    in it with no savepoint, and when it fails the caller rolls back and records the
+    failure.
 
     When anything fails, that transaction is rolled back as a whole - nothing of the
     apply is half-written - and the delivery is recorded again on its own with the
@@ -333,6 +350,13 @@ def _record_and_apply(
     registered with ``on_commit`` inside it, so they run once, after the commit, and
     never for a rolled-back apply.
     """
+    if locked is not None:
+        if not transaction.get_connection().in_atomic_block:
+            raise TypeError("apply_payload(locked=...) runs in the caller's transaction")
+        result = _apply(task_id, update, event, source, error, bookkeeping, locked)
+        if then is not None:
+            then(result)
+        return result
     new, base_note = event.pk is None, event.note
     try:
         with transaction.atomic():
@@ -372,6 +396,7 @@ def apply_payload(
     update: Update | None = None,
     then: Callable[[ApplyResult], None] | None = None,
     bookkeeping: Bookkeeping | None = None,
+    locked: bool = False,
 ) -> ApplyResult:
     """Record ``payload`` as an event of ``task``, then apply it forward-only.
 
@@ -389,6 +414,11 @@ def apply_payload(
     task and the outcome before it is saved; returns local bookkeeping fields (the
     sweep's lease-fenced schedule) written by the same UPDATE as the answer - or, when
     the answer changes nothing, by one UPDATE of their own that leaves ``updated_at``.
+    ``locked=True``: ``task`` is an :class:`ImageTask` the caller selected ``FOR UPDATE``
+    in the transaction it holds open (the callback receiver finds and locks the task in
+    one statement): the row is not read again, the apply runs in that transaction with no
+    savepoint, and when it fails the exception propagates for the caller to roll back and
+    record the delivery as ``error``.
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
     error = None
@@ -401,7 +431,10 @@ def apply_payload(
         event = _new_event(
             task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
         )
-    result = _record_and_apply(task_id, update, error, source, event, then, bookkeeping)
+    if locked and not isinstance(task, ImageTask):
+        raise TypeError("apply_payload(locked=True) needs the locked ImageTask, not its key")
+    result = _record_and_apply(task_id, update, error, source, event, then, bookkeeping,
+                               task if locked else None)
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
@@ -497,7 +530,8 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
         if result.changed_fields:
             task.updated_at = now
             write = [*write, "updated_at"]
-            announced.append(task.pk)
+            if attention_due(task, now):
+                announced.append(task.pk)
         if write:
             groups.setdefault(tuple(sorted(write)), []).append(task)
         if result.new_status == Status.COMPLETED and result.old_status != Status.COMPLETED \
@@ -529,17 +563,19 @@ def fail_task(
     source: str = EventSource.SYSTEM,
     payload: Any = None,
     status: str = Status.FAILED,
+    then: Callable[[ApplyResult], None] | None = None,
 ) -> ApplyResult:
     """Mark ``task`` failed (or cancelled) by a local decision, through the same path.
 
-    Does nothing to a task that is already final (recorded as stale/unchanged).
+    Does nothing to a task that is already final (recorded as stale/unchanged). ``then``:
+    as for :func:`apply_payload`.
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
     if payload is None:
         payload = {"status": status, "error": {"code": code, "message": message}, "local": True}
     event = _new_event(task_id, source, payload, note=message[:500])
     update = Update(status=status, error_code=code[:64], error_message=message)
-    result = _record_and_apply(task_id, update, None, source, event)
+    result = _record_and_apply(task_id, update, None, source, event, then)
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result

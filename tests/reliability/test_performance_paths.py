@@ -4,15 +4,20 @@ claimed insert of a synchronous create, and the emulator's heap of end times."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import responses
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from django_evolink.core import live
 from django_evolink.core.transitions import apply_payload
 from django_evolink.emulator.state import Task, TaskStore
 from django_evolink.models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
-from tests.support.api import callback_path, make_task, set_evolink
+from tests.support.api import callback_path, make_task, set_evolink, task_url
 from tests.support.evolink_samples import task_answer
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +76,9 @@ def test_an_applied_event_is_one_insert_with_its_outcome():
         EventOutcome.APPLIED, "pending", "processing")
 
 
-def test_a_trusted_callback_runs_four_statements(settings):
+def test_a_trusted_callback_runs_three_statements(settings):
+    # the token lookup locks the row (FOR UPDATE on PostgreSQL): the apply does not read
+    # it again; one transaction records and applies the delivery
     set_evolink(settings, TRUST_CALLBACK_BODY=True)
     task, raw = make_task()
     body = task_answer(status="processing", progress=60)
@@ -79,7 +86,12 @@ def test_a_trusted_callback_runs_four_statements(settings):
         response = Client().post(callback_path(raw), body, content_type="application/json")
     assert response.status_code == 200
     sql = statements(ctx)
-    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "UPDATE", "INSERT"], sql
+    assert [s.split()[0] for s in sql] == ["SELECT", "UPDATE", "INSERT"], sql
+    assert "callback_token_hash" in sql[0]
+    if connection.features.has_select_for_update:
+        assert sql[0].rstrip().endswith("FOR UPDATE")
+    commits = [q for q in ctx.captured_queries if q["sql"].upper().startswith("COMMIT")]
+    assert len(commits) <= 1
     (event,) = TaskEvent.objects.filter(task=task)
     assert event.outcome == EventOutcome.APPLIED and event.note == "callback delivery"
     assert event.headers and event.payload["progress"] == 60
@@ -113,3 +125,39 @@ def test_task_store_heap_finds_only_due_tasks_and_rechecks_entries():
     assert store.pop_due(250) == [late]
     store.clear()
     assert store.pop_due(1e9) == []
+
+
+def test_a_refetched_callback_writes_its_outcome_with_the_apply(settings):
+    # re-fetch mode: the delivery is committed first, on its own; after Evolink's answer
+    # one transaction locks the row, applies the answer and stores the delivery's outcome
+    set_evolink(settings, TRUST_CALLBACK_BODY=False)
+    task, raw = make_task()
+    body = task_answer(status="processing", progress=60)
+    with responses.RequestsMock() as evolink, CaptureQueriesContext(connection) as ctx:
+        evolink.get(task_url(), json=body)
+        response = Client().post(callback_path(raw), body, content_type="application/json")
+    assert response.status_code == 200
+    sql = statements(ctx)
+    assert [s.split()[0] for s in sql] == [
+        "SELECT", "INSERT", "SELECT", "UPDATE", "INSERT", "UPDATE"], sql
+    delivery, applied = TaskEvent.objects.filter(task=task).order_by("received_at", "id")
+    assert delivery.note.startswith("callback delivery") and not delivery.changed
+    assert f"event {applied.pk}" in delivery.note and applied.changed
+    assert f"callback event {delivery.pk}" in applied.note
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_change_is_announced_only_while_the_task_is_watched(
+    watched, monkeypatch, django_capture_on_commit_callbacks
+):
+    task, _raw = make_task(status="pending")
+    if watched:
+        ImageTask.objects.filter(pk=task.pk).update(
+            watched_until=timezone.now() + timedelta(seconds=30))
+    published = []
+    monkeypatch.setattr(live, "publish", published.append)
+    monkeypatch.setattr(live, "publish_many", published.extend)
+    with django_capture_on_commit_callbacks(execute=True):
+        apply_payload(task.pk, task_answer(status="processing", progress=40),
+                      source=EventSource.POLL)
+    assert published == ([task.pk] if watched else [])
