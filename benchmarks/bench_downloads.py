@@ -13,6 +13,15 @@ downloads minus ``VmRSS`` before them, both from ``/proc/self/status``. Target: 
 image with Pillow (to check it) needs its pixels in memory (~10 MB here), which is part
 of the streamed figure.
 
+Completion -> images stored, with callbacks (issue 16): a worker posts the completion
+callback of a task (``TRUST_CALLBACK_BODY = True``, through Django's request handler in
+the process) whose results are the same images, and times the POST until the task's
+``images_stored_at`` is set; the download job runs as the completion's ``on_commit``
+enqueue, in the same process (django-q2 ``sync``: the broker's pick-up delay, 0.2 s
+with the ORM broker's default ``poll``, is not part of the figure). Baseline: the bare
+download time, the same images fetched with ``requests.get(url).content`` one after the
+other. ``RUNS`` tasks each; target p50 <= 1.5 x the baseline's p50.
+
     python benchmarks/bench_downloads.py           # 4 x 10 MB
     python benchmarks/bench_downloads.py --quick   # 4 x 2 MB
 """
@@ -30,6 +39,7 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,6 +47,8 @@ from benchmarks import _common as common  # noqa: E402
 
 NAME = "downloads"
 TARGET_MB = 32
+RUNS = 7  # completions timed (and bare downloads)
+COMPLETION_TARGET = 1.5
 
 
 def make_pngs(directory: Path, count: int, megabytes: float) -> list[Path]:
@@ -91,6 +103,9 @@ def child(mode: str, db_url: str, media: str, urls: list[str]) -> None:
     Image.init()
     session = requests.Session()
     session.trust_env = False
+    if mode in ("bare", "callback"):
+        print(json.dumps({"mode": mode, "runs": timed(mode, task, session, urls)}), flush=True)
+        return
     before = rss_kb("VmRSS")
     start = time.perf_counter()
     if mode == "streamed":
@@ -113,6 +128,55 @@ def child(mode: str, db_url: str, media: str, urls: list[str]) -> None:
                       "seconds": seconds}), flush=True)
 
 
+def timed(mode: str, first: Any, session: Any, urls: list[str]) -> list[float]:
+    """Seconds per run: ``bare`` GETs of every image; ``callback``: the completion
+    callback of a fresh task until its images are stored."""
+    from django.test import Client
+    from django.utils import timezone
+
+    from django_evolink.core import tokens
+    from django_evolink.models import ImageTask, Status
+
+    first.delete()
+    client = Client()
+    runs = []
+    for i in range(RUNS + 1):  # the first run warms up (imports, connections)
+        if mode == "bare":
+            start = time.perf_counter()
+            for url in urls:
+                session.get(url, timeout=60).content  # noqa: B018 - the body is the work
+            runs.append(time.perf_counter() - start)
+            continue
+        raw, digest = tokens.new_token()
+        now = timezone.now()
+        evolink_id = f"task-unified-dlcb{i}-{time.time_ns()}"
+        task = ImageTask.objects.create(
+            evolink_id=evolink_id, model="wan2.5-image-to-image", prompt="downloads",
+            image_urls=["https://example.com/in.png"], n=len(urls), status=Status.PROCESSING,
+            progress=60, callback_token_hash=digest, submit_started_at=now, submitted_at=now,
+            next_poll_at=now + timezone.timedelta(hours=1))
+        body = json.dumps({
+            "created": int(time.time()), "id": evolink_id, "model": "wan2.5-image-to-image",
+            "object": "image.generation.task", "progress": 100, "status": "completed",
+            "type": "image", "results": urls,
+            "task_info": {"can_cancel": False, "estimated_time": 0},
+            "usage": {"billing_rule": "per_call", "credits_reserved": 1.2,
+                      "user_group": "default"},
+        })
+        start = time.perf_counter()
+        response = client.post(f"/evolink/callback/{raw}/", body,
+                               content_type="application/json")
+        while not ImageTask.objects.filter(pk=task.pk, images_stored_at__isnull=False).exists():
+            if time.perf_counter() - start > 120:
+                raise SystemExit(f"images of {task.pk} not stored after 120 s "
+                                 f"(callback answered {response.status_code})")
+            time.sleep(0.005)
+        runs.append(time.perf_counter() - start)
+        if response.status_code != 200:
+            raise SystemExit(f"the callback answered {response.status_code}")
+    return runs[1:]
+
+
 def run(count: int, megabytes: float) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="evolink-bench-dl-") as tmp:
         root = Path(tmp)
@@ -132,6 +196,16 @@ def run(count: int, megabytes: float) -> list[dict]:
                        cwd=common.ROOT, env=env)
         results = {}
         try:
+            for mode in ("bare", "callback"):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, "--db", db_url,
+                     "--media", str(root / f"media-{mode}"), *urls],
+                    check=True, cwd=common.ROOT, capture_output=True, text=True,
+                    env={**env, "BENCH_TRUST_CALLBACK_BODY": "1", "BENCH_Q_SYNC": "1"})
+                results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+                runs = results[mode]["runs"]
+                print(f"{mode:8}: p50 {common.median(runs):.3f} s over {len(runs)} runs "
+                      f"(min {min(runs):.3f}, max {max(runs):.3f})", flush=True)
             for mode in ("whole", "streamed"):
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", mode, "--db", db_url,
@@ -154,6 +228,13 @@ def run(count: int, megabytes: float) -> list[dict]:
         common.row(f"downloads ({count} x {megabytes:g} MB)", "time to store all",
                    round(streamed["seconds"], 2), "s", baseline=round(whole["seconds"], 2)),
     ]
+    bare, completion = (common.median(results[m]["runs"]) for m in ("bare", "callback"))
+    ratio = completion / bare
+    rows.append(common.row(
+        f"downloads ({count} x {megabytes:g} MB)",
+        "completion callback -> images stored, p50 (baseline: bare download p50)",
+        round(completion, 3), "s", baseline=round(bare, 3), ratio=ratio,
+        target=f"<= {COMPLETION_TARGET} x", met=ratio <= COMPLETION_TARGET))
     common.print_table(rows)
     common.write_result(NAME, rows, images=count, bytes_total=total, details=results)
     return rows
@@ -164,7 +245,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--megabytes", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="4 x 2 MB")
-    parser.add_argument("--child", choices=["streamed", "whole"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["streamed", "whole", "bare", "callback"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--media", help=argparse.SUPPRESS)
     parser.add_argument("urls", nargs="*", help=argparse.SUPPRESS)

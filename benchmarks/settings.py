@@ -109,7 +109,8 @@ EVOLINK = {
     "TASK_TIMEOUT": 30 * 86400.0,
 }
 
-Q_CLUSTER = {"name": "bench", "orm": "default", "sync": False, "timeout": 60, "retry": 120}
+Q_CLUSTER = {"name": "bench", "orm": "default", "sync": os.environ.get("BENCH_Q_SYNC") == "1",
+             "timeout": 60, "retry": 120}
 
 LOGGING = {
     "version": 1,
