@@ -11,9 +11,10 @@ views, has a fixed :meth:`CallbackView.post` and keeps the authentication apart 
 2. **record**: the delivery is stored as a :class:`~django_evolink.models.TaskEvent`
    (body, headers with secrets redacted, remote address) before anything is applied, so
    it survives any later failure (the view is not wrapped in ``ATOMIC_REQUESTS``): in
-   its own write when the task is re-fetched; with a trusted body by the transaction
-   that applies it (alone, as ``error``, when the apply fails), and answered only after
-   that commit;
+   its own write when the task is re-fetched (its outcome written by the transaction
+   that applies Evolink's answer); with a trusted body by the transaction that finds and
+   locks the task by its token and applies it (alone, as ``error``, when the apply
+   fails), and answered only after that commit;
 3. **check**: a body that is not a task object, or is about another task, answers 400
    and changes nothing (the event keeps its outcome);
 4. **apply**: by default (``TRUST_CALLBACK_BODY = False``) the body is only a hint:

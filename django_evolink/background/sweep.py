@@ -13,10 +13,13 @@ One sweep (run by the recurring django-q2 schedule, ``evolink_poll`` or
    ``BEGIN IMMEDIATE`` on SQLite - so two sweeps never claim the same task;
 4. asks Evolink about the claimed tasks outside any transaction, ``POLL_CONCURRENCY`` at a
    time (only the HTTP requests run in threads; every database write happens in the
-   sweep's own thread), applies each answer through :func:`transitions.apply_payload`,
-   times out tasks past ``TASK_TIMEOUT`` after one last check, and writes the next poll
-   time back fenced by the lease: a sweep whose lease expired (and was taken over by
-   another) writes nothing;
+   sweep's own thread), applies the well-formed answers of a batch together in one
+   transaction (:func:`transitions.apply_answers`: one row-locking SELECT, one INSERT
+   of the events, one UPDATE per set of changed fields) and anything else one by one
+   (:func:`transitions.apply_payload`), times out tasks past ``TASK_TIMEOUT`` after one
+   last check, and writes the next poll time back, with the answer's own UPDATE, fenced
+   by the lease: a sweep whose lease expired (and was taken over by another) writes no
+   schedule;
 5. re-enqueues result downloads that were lost (a broker without receipts, a worker that
    died) or whose retry is due.
 
