@@ -499,7 +499,7 @@ def _update_rows(tasks: list[ImageTask], names: tuple[str, ...]) -> None:
     by_name = {f.name: f for f in meta.concrete_fields}
     fields = [by_name[name] for name in names]
     per_row = 2 * len(fields) + 1
-    limit = connection.features.max_query_params or 999
+    limit = connection.features.max_query_params or 65_535  # None: PostgreSQL (protocol limit)
     step = max(1, min(len(tasks), (limit - 1) // per_row))
     cast = connection.vendor == "postgresql"  # an all-NULL CASE is text there
     for start in range(0, len(tasks), step):

@@ -212,3 +212,22 @@ def test_apply_answers_follows_the_forward_only_rule():
     event = TaskEvent.objects.get(task=done)
     assert (event.outcome, event.status_before, event.status_after) == (
         EventOutcome.STALE, Status.COMPLETED, Status.COMPLETED)
+
+
+def test_a_batch_larger_than_the_query_parameter_limit_is_written_in_chunks(monkeypatch):
+    tasks = [db_task(f"task-unified-chunk{i}", status=Status.PROCESSING) for i in range(5)]
+    # progress and updated_at: 2 parameters per field and row, plus the key: 5 per row
+    monkeypatch.setattr(connection.features, "max_query_params", 11)  # two rows per UPDATE
+    answers = []
+    for i, task in enumerate(tasks):
+        body = {"id": task.evolink_id, "object": "image.generation.task",
+                "status": "processing", "progress": 10 + i, "created": 1761000000,
+                "model": "wan2.5-image-to-image"}
+        answers.append(Answer(task.pk, body, parse_payload(body)))
+    with CaptureQueriesContext(connection) as queries:
+        results = apply_answers(answers, source=EventSource.POLL)
+    assert [r.outcome for r in results] == [EventOutcome.APPLIED] * 5
+    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 3  # 2 + 2 + 1 rows
+    assert {t.pk: t.progress for t in ImageTask.objects.all()} == {
+        t.pk: 10 + i for i, t in enumerate(tasks)}
