@@ -19,6 +19,7 @@ decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -404,6 +405,64 @@ def apply_payload(
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
+
+
+def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
+    """Apply Evolink's answer to the create this process just sent for ``task`` (a row it
+    inserted ``queued`` and claimed, not accepted yet): the submit's own fast path.
+
+    The row's state is known, so nothing is read or locked: one transaction holds one
+    UPDATE guarded by that state (``status = queued``, no Evolink id), the event's insert
+    (outcome ``applied``) and the change's announcement. Whenever the guard does not hold
+    (something else was applied meanwhile), the answer is not a plain acceptance (final,
+    malformed, no task id) or the write fails (another task already carries this Evolink
+    id), the answer is applied by :func:`apply_payload` instead, which locks, merges and
+    records exactly as for any other delivery.
+    """
+    try:
+        update = parse_payload(payload)
+    except PayloadError:
+        return apply_payload(task, payload, source=EventSource.SUBMIT)
+    if (task.status != Status.QUEUED or task.evolink_id is not None or not update.evolink_id
+            or update.status in FINAL_STATUSES):
+        return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
+    now = timezone.now()
+    work = copy.copy(task)  # ``task`` is only changed once the write is done
+    work.evolink_id = update.evolink_id
+    _outcome, merged = _merge(work, update, now)
+    fields = ["evolink_id", *merged]
+    if work.submitted_at is None:
+        work.submitted_at = now
+        fields.append("submitted_at")
+    if work.next_poll_at is None:
+        work.next_poll_at = first_poll_at(work, now)
+        fields.append("next_poll_at")
+    work.updated_at = now
+    values = {name: getattr(work, name) for name in dict.fromkeys([*fields, "updated_at"])}
+    event = _new_event(task.pk, EventSource.SUBMIT, payload)
+    try:
+        with transaction.atomic():
+            matched = ImageTask.objects.filter(
+                pk=task.pk, status=Status.QUEUED, evolink_id__isnull=True
+            ).update(**values)
+            if matched:
+                finish_event(event, outcome=EventOutcome.APPLIED, changed=True,
+                             status_before=Status.QUEUED, status_after=work.status)
+                live.announce_change(task.pk)
+                _refresh_instance(task, work)
+                if work.status != Status.QUEUED:
+                    _after_commit(task, Status.QUEUED, work.status)
+    except Exception:  # rolled back as a whole: the general path applies (or records) it
+        logger.debug("task %s: the submit answer takes the general path", task.pk,
+                     exc_info=True)
+        matched = 0
+    if not matched:
+        return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
+    if work.status != Status.QUEUED:
+        logger.info("task %s: %s event %s -> %s (%s)", task.pk, EventSource.SUBMIT,
+                    Status.QUEUED, work.status, EventOutcome.APPLIED)
+    return ApplyResult(task, event, EventOutcome.APPLIED, True, Status.QUEUED, work.status,
+                       fields)
 
 
 def fail_task(
