@@ -217,11 +217,12 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     @admin.display(description=_("prompt"))
     def prompt_excerpt(self, obj: ImageTask) -> SafeString:
         """The start of the prompt (a longer excerpt on hover) and the model under it."""
+        prompt = Truncator(safe_text(obj.prompt))  # redacted once for both excerpts
         return format_html(
             '<span class="evolink-prompt" title="{}">{}</span>'
             '<span class="evolink-model evolink-muted evolink-small">{}</span>',
-            Truncator(safe_text(obj.prompt)).chars(300),
-            Truncator(safe_text(obj.prompt)).chars(60),
+            prompt.chars(300),
+            prompt.chars(60),
             obj.model,
         )
 
