@@ -100,8 +100,8 @@ def test_filtered_credits_are_summed_only_over_an_exactly_counted_list(
         su_client, evolink, user, other_user, monkeypatch):
     """Past the paginator's exact count the sum would read every matching row on each
     page view: it is left out and the page says why; a narrower list is summed again."""
-    from django.test.utils import CaptureQueriesContext
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from django_evolink.admin import ImageTaskAdmin
 

@@ -217,10 +217,16 @@ def test_a_create_writes_the_row_then_one_guarded_update_and_its_event(
     finally:
         signals.task_status_changed.disconnect(receiver)
     sql = [q["sql"] for q in queries.captured_queries
-           if not q["sql"].upper().startswith(CONTROL) and "pg_notify" not in q["sql"]]
-    kinds = [s.split()[0].upper() + " " + s.split('"')[1] for s in sql]
-    assert kinds == ["INSERT django_evolink_imagetask", "UPDATE django_evolink_imagetask",
-                     "INSERT django_evolink_taskevent"], sql
+           if not q["sql"].upper().startswith(CONTROL)]
+    assert not any("FOR UPDATE" in s or s.startswith("SELECT") for s in sql), sql
+    assert sql[0].startswith('INSERT INTO "django_evolink_imagetask"'), sql
+    if connection.vendor == "postgresql":  # one statement: UPDATE, event INSERT, NOTIFY
+        assert len(sql) == 2 and sql[1].startswith(
+            'WITH updated AS (UPDATE "django_evolink_imagetask"'), sql
+        assert 'INSERT INTO "django_evolink_taskevent"' in sql[1] and "pg_notify" in sql[1]
+    else:
+        kinds = [s.split()[0].upper() + " " + s.split('"')[1] for s in sql[1:]]
+        assert kinds == ["UPDATE django_evolink_imagetask", "INSERT django_evolink_taskevent"]
     assert seen == [(Status.QUEUED, Status.PENDING, TASK_ID)]
     stored = ImageTask.objects.get(pk=task.pk)
     for name in ("status", "evolink_id", "submitted_at", "next_poll_at", "credits_reserved",
@@ -275,3 +281,33 @@ def test_a_submit_answer_that_is_not_a_plain_acceptance_takes_the_general_path(a
     assert result.outcome == expected.outcome
     assert ImageTask.objects.get(pk=task.pk).status == expected.task.status
     assert task.images.count() == expected.task.images.count()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postgres_submit_answer_statement_notifies_and_stores_the_event(rsps, user):
+    """The single statement's parts: the row, the event (every column as the ORM would
+    store it) and the NOTIFY an event stream waits for, delivered at commit."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement submit write is PostgreSQL's")
+    from django_evolink.core import live
+
+    settings_dict = connection.settings_dict
+    listener = psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"] or 5432,
+                               user=settings_dict["USER"], dbname=settings_dict["NAME"],
+                               autocommit=True)
+    try:
+        listener.execute(f"LISTEN {live.CHANNEL}")
+        rsps.post(CREATE, json=task_answer())
+        task = services.create_task(prompt="a cat", image_urls=URLS, n=1, user=user)
+        heard = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    finally:
+        listener.close()
+    assert heard == [str(task.pk)]
+    event = ImageTask.objects.get(pk=task.pk).events.get()
+    assert event.payload == task_answer() and event.headers == {}
+    assert event.remote_addr is None and event.note == "" and event.received_at is not None
+    assert (event.outcome, event.changed, event.status_after) == ("applied", True, "pending")
