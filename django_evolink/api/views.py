@@ -14,10 +14,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import translation
 from django.utils.decorators import method_decorator
@@ -71,14 +71,21 @@ class EvolinkAPIView(generics.GenericAPIView):
             return error_response(exc, context=self.get_serializer_context())
         response = super().handle_exception(exc)
         # Non-validation errors answer {"detail", "code"} like Evolink refusals do.
+        # DRF turns Django's Http404 (e.g. an unknown ?format=) and PermissionDenied into
+        # answers too: they get their codes the same way.
         if (
-            isinstance(exc, APIException)
+            isinstance(exc, (APIException, Http404, PermissionDenied))
             and not isinstance(exc, ValidationError)
             and isinstance(response.data, dict)
             and "detail" in response.data
             and "code" not in response.data
         ):
-            codes = exc.get_codes()
+            if isinstance(exc, Http404):
+                codes: Any = "not_found"
+            elif isinstance(exc, PermissionDenied):
+                codes = "permission_denied"
+            else:
+                codes = exc.get_codes()
             response.data["code"] = codes if isinstance(codes, str) else "error"
         return response
 
@@ -264,3 +271,13 @@ class TaskEventsView(EvolinkAPIView):
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         return response
+
+    def finalize_response(self, request: Request, response: Any, *args: Any,
+                          **kwargs: Any) -> Any:
+        # an error (401, 403, 404) is JSON, as documented, even for a client that asked
+        # for the event stream (EventSource always does)
+        if isinstance(response, Response) and isinstance(
+                getattr(request, "accepted_renderer", None), EventStreamRenderer):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -130,6 +131,22 @@ def test_events_need_the_owner_or_staff(api, anon, other_user, user, fast_stream
     assert api.get(events_url(theirs.pk), HTTP_ACCEPT="text/event-stream").status_code == 404
     assert anon.get(events_url(mine.pk)).status_code in (401, 403)
     assert api.get(events_url("not-a-uuid")).status_code == 404
+
+
+@pytest.mark.parametrize("ask", [{"HTTP_ACCEPT": "text/event-stream"},
+                                 {"data": {"format": "event-stream"}}])
+def test_errors_are_json_even_to_a_client_that_asked_for_the_stream(api, anon, user, ask):
+    """The schema documents the errors as JSON: EventSource's Accept does not change that."""
+    missing = api.get(events_url(uuid.uuid4()), **ask)
+    assert missing.status_code == 404
+    assert missing["Content-Type"] == "application/json"
+    assert missing.json()["code"] == "not_found"
+    unknown_format = api.get(events_url(uuid.uuid4()), {"format": "AAA"})
+    assert unknown_format.status_code == 404
+    assert unknown_format.json()["code"] == "not_found"
+    refused = anon.get(events_url(uuid.uuid4()), **ask)
+    assert refused.status_code in (401, 403)
+    assert refused["Content-Type"] == "application/json"
 
 
 @pytest.mark.django_db
