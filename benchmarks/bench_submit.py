@@ -18,7 +18,7 @@ A second, shorter series repeats this with the emulator answering creates after 
 cost compares with a create that is not on loopback. Both send the same request to the
 same emulator, which does the same work for both (it downloads and checks the input
 image). Prints the medians and their ratio
-(target <= 1.3).
+(target <= 1.5, issue 16; it was 1.3 before).
 
     python benchmarks/bench_submit.py            # 300 of each, PostgreSQL
     python benchmarks/bench_submit.py --quick    # 20 of each, SQLite
@@ -178,7 +178,7 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
             bench += f", create answered after {delay * 1000:g} ms)" if delay else ")"
             rows.extend([
                 common.row(bench, "create_task p50", round(mo, 2), "ms", baseline=round(mb, 2),
-                           target="<= 1.3", met=ratio <= 1.3 and created == count),
+                           target="<= 1.5", met=ratio <= 1.5 and created == count),
                 common.row(bench, "create_task p90",
                            round(common.percentile(times_ours, 90) * 1000, 2), "ms",
                            baseline=round(common.percentile(times_bare, 90) * 1000, 2)),

@@ -217,11 +217,12 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
     @admin.display(description=_("prompt"))
     def prompt_excerpt(self, obj: ImageTask) -> SafeString:
         """The start of the prompt (a longer excerpt on hover) and the model under it."""
+        prompt = Truncator(safe_text(obj.prompt))  # redacted once for both excerpts
         return format_html(
             '<span class="evolink-prompt" title="{}">{}</span>'
             '<span class="evolink-model evolink-muted evolink-small">{}</span>',
-            Truncator(safe_text(obj.prompt)).chars(300),
-            Truncator(safe_text(obj.prompt)).chars(60),
+            prompt.chars(300),
+            prompt.chars(60),
             obj.model,
         )
 
@@ -343,9 +344,16 @@ class ImageTaskAdmin(TaskActions, ReadOnlyMirrorAdmin):
         context = getattr(response, "context_data", None)
         if isinstance(context, dict) and context.get("cl") is not None:
             cl = context["cl"]
-            total = cl.queryset.order_by().aggregate(total=Sum("credits_reserved"))["total"]
-            context["evolink_filtered_credits"] = format_credits(total) or "0"
-            context["evolink_count_is_exact"] = getattr(cl.paginator, "count_is_exact", True)
+            exact = getattr(cl.paginator, "count_is_exact", True)
+            # Summed only over a list the paginator counted exactly (at most its
+            # count_limit rows): beyond that the sum would read every matching row on
+            # every page view; the usage view has the totals by day, user and model.
+            if exact:
+                total = cl.queryset.order_by().aggregate(total=Sum("credits_reserved"))["total"]
+                context["evolink_filtered_credits"] = format_credits(total) or "0"
+            else:
+                context["evolink_filtered_credits"] = ""
+            context["evolink_count_is_exact"] = exact
             context["evolink_count_is_estimate"] = getattr(
                 cl.paginator, "count_is_estimate", False
             )

@@ -26,7 +26,7 @@ from ..exceptions import (
 )
 from . import attention, hooks, limits, tokens
 from .models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
-from .transitions import ApplyResult, apply_payload, fail_task
+from .transitions import ApplyResult, apply_payload, apply_submit_answer, fail_task
 
 logger = logging.getLogger("django_evolink.services")
 
@@ -197,7 +197,7 @@ def _send(task: ImageTask, raw_token: str) -> ImageTask:
     except EvolinkError as exc:  # connection errors, configuration errors
         _fail_and_attach(task, exc, exc.code, str(exc))
         raise
-    result = apply_payload(task, answer, source=EventSource.SUBMIT)
+    result = apply_submit_answer(task, answer)
     if result.outcome not in (EventOutcome.APPLIED, EventOutcome.UNCHANGED):
         error = EvolinkMalformedResponseError(
             f"Evolink accepted the request but its answer could not be used ({result.outcome}).",

@@ -19,13 +19,15 @@ decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from .. import signals
@@ -588,6 +590,137 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
         elif result.outcome != EventOutcome.UNCHANGED:
             logger.debug("task %s: %s event %s -> %s (%s)", result.task.pk,
                          result.event.source, old, new, result.outcome)
+
+
+def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
+    """Apply Evolink's answer to the create this process just sent for ``task`` (a row it
+    inserted ``queued`` and claimed, not accepted yet): the submit's own fast path.
+
+    The row's state is known, so nothing is read or locked: one transaction holds one
+    UPDATE guarded by that state (``status = queued``, no Evolink id), the event's insert
+    (outcome ``applied``) and the change's announcement. Whenever the guard does not hold
+    (something else was applied meanwhile), the answer is not a plain acceptance (final,
+    malformed, no task id) or the write fails (another task already carries this Evolink
+    id), the answer is applied by :func:`apply_payload` instead, which locks, merges and
+    records exactly as for any other delivery.
+    """
+    try:
+        update = parse_payload(payload)
+    except PayloadError:
+        return apply_payload(task, payload, source=EventSource.SUBMIT)
+    if (task.status != Status.QUEUED or task.evolink_id is not None or not update.evolink_id
+            or update.status in FINAL_STATUSES):
+        return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
+    now = timezone.now()
+    work = copy.copy(task)  # ``task`` is only changed once the write is done
+    work.evolink_id = update.evolink_id
+    _outcome, merged = _merge(work, update, now)
+    fields = ["evolink_id", *merged]
+    if work.submitted_at is None:
+        work.submitted_at = now
+        fields.append("submitted_at")
+    if work.next_poll_at is None:
+        work.next_poll_at = first_poll_at(work, now)
+        fields.append("next_poll_at")
+    work.updated_at = now
+    values = {name: getattr(work, name) for name in dict.fromkeys([*fields, "updated_at"])}
+    event = _new_event(task.pk, EventSource.SUBMIT, payload)
+    for name, value in (("outcome", EventOutcome.APPLIED), ("changed", True),
+                        ("status_before", Status.QUEUED), ("status_after", work.status)):
+        setattr(event, name, value)
+    connection = connections[router.db_for_write(ImageTask)]
+    try:
+        if connection.vendor == "postgresql":
+            matched = _write_submit_answer_postgres(connection, task.pk, values, event)
+            if matched:
+                if live.channel_kind() == "redis":
+                    live.announce_change(task.pk)
+                _refresh_instance(task, work)
+                if work.status != Status.QUEUED:
+                    _after_commit(task, Status.QUEUED, work.status)
+        else:
+            with transaction.atomic():
+                matched = ImageTask.objects.filter(
+                    pk=task.pk, status=Status.QUEUED, evolink_id__isnull=True
+                ).update(**values) == 1
+                if matched:
+                    event.save(force_insert=True)
+                    live.announce_change(task.pk)
+                    _refresh_instance(task, work)
+                    if work.status != Status.QUEUED:
+                        _after_commit(task, Status.QUEUED, work.status)
+    except Exception:  # rolled back as a whole: the general path applies (or records) it
+        logger.debug("task %s: the submit answer takes the general path", task.pk,
+                     exc_info=True)
+        matched = False
+    if not matched:
+        return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
+    if work.status != Status.QUEUED:
+        logger.info("task %s: %s event %s -> %s (%s)", task.pk, EventSource.SUBMIT,
+                    Status.QUEUED, work.status, EventOutcome.APPLIED)
+    return ApplyResult(task, event, EventOutcome.APPLIED, True, Status.QUEUED, work.status,
+                       fields)
+
+
+#: The statement of :func:`_write_submit_answer_postgres`, by (database, fields, notify).
+_SUBMIT_SQL: dict[tuple[str, tuple[str, ...], bool], str] = {}
+
+
+def _write_submit_answer_postgres(connection: Any, task_id: Any, values: dict[str, Any],
+                                  event: TaskEvent) -> bool:
+    """PostgreSQL: the submit answer's guarded UPDATE, its event's INSERT and the change's
+    NOTIFY as one statement (one round trip; atomic on its own, a savepoint inside a
+    caller's transaction). False, with nothing written, when the guard does not hold.
+
+    The event is inserted only when the UPDATE matched (it selects from the UPDATE's
+    ``RETURNING``), and the NOTIFY is sent only for an inserted event; PostgreSQL delivers
+    it when the statement's transaction commits, as :func:`.live.announce_change` does.
+    """
+    notify = live.channel_kind() == "postgres"
+    key = (connection.alias, tuple(values), notify)
+    event_fields = [f for f in TaskEvent._meta.concrete_fields
+                    if not f.primary_key and f.attname != "task_id"]
+    task_fields = {f.name: f for f in ImageTask._meta.concrete_fields}
+    sql = _SUBMIT_SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+        meta = ImageTask._meta
+        column = {name: qn(task_fields[name].column) for name in ("status", "evolink_id")}
+        sets = ", ".join(f"{qn(task_fields[name].column)} = %s" for name in values)
+        columns = ", ".join(qn(f.column) for f in event_fields)
+        casts = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in event_fields)
+        task_column = next(f.column for f in TaskEvent._meta.concrete_fields
+                           if f.attname == "task_id")
+        # Only the models' own table and column names (quoted) and types are built in;
+        # every value is a parameter.
+        sql = (
+            f"WITH updated AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
+            f"WHERE {qn(meta.pk.column)} = %s AND {column['status']} = %s "
+            f"AND {column['evolink_id']} IS NULL RETURNING {qn(meta.pk.column)} AS id), "
+            f"recorded AS (INSERT INTO {qn(TaskEvent._meta.db_table)} "
+            f"({qn(task_column)}, {columns}) "
+            f"SELECT updated.id, {casts} FROM updated "
+            f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id) "
+            "SELECT recorded.id" + (", pg_notify(%s, %s)::text" if notify else "")
+            + " FROM recorded"
+        )
+        _SUBMIT_SQL[key] = sql
+    params = [task_fields[name].get_db_prep_save(value, connection)
+              for name, value in values.items()]
+    params += [ImageTask._meta.pk.get_db_prep_value(task_id, connection), Status.QUEUED]
+    params += [f.get_db_prep_save(f.pre_save(event, add=True), connection)
+               for f in event_fields]
+    if notify:
+        params += [live.CHANNEL, str(task_id)]
+    with transaction.atomic(using=connection.alias) if connection.in_atomic_block \
+            else contextlib.nullcontext(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk = row[0]
+    event._state.adding, event._state.db = False, connection.alias
+    return True
 
 
 def fail_task(

@@ -212,6 +212,10 @@ class EvolinkClient:
         self._rng = random.Random()  # jitter only, not cryptography
 
         self.session = requests.Session()
+        # What requests reads from the environment on every request (proxies, NO_PROXY,
+        # REQUESTS_CA_BUNDLE) is read once per origin instead (:meth:`_environment`).
+        self.session.trust_env = False
+        self._environments: dict[str, dict[str, Any]] = {}
         # The adapter never retries: the loop in _send owns every retry decision.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
         self.session.mount("https://", adapter)
@@ -382,9 +386,30 @@ class EvolinkClient:
         response = self._send(method, base + path, path, key, **kwargs)
         return self._decode_success(response)
 
+    def _environment(self, base: str) -> dict[str, Any]:
+        """The proxies and ``verify`` the environment gives requests to ``base`` (an origin:
+        the client only speaks to ``base_url`` and ``files_base_url``).
+
+        Read the first time ``base`` is used, not on every request as a session that
+        trusts the environment would (it scans every environment variable twice per
+        request): the proxy variables and ``NO_PROXY`` decide by host, so the answer for
+        an origin does not change between requests. A change of those variables is seen
+        by the next client (:func:`get_client` builds one when the settings change). Not
+        read: ``.netrc``, whose credentials would replace the API key's header.
+        """
+        found = self._environments.get(base)
+        if found is None:
+            probe = requests.Session()  # trusts the environment; never sends anything
+            merged = probe.merge_environment_settings(base + "/", {}, None, None, None)
+            probe.close()
+            found = {"proxies": merged["proxies"], "verify": merged["verify"]}
+            self._environments[base] = found
+        return found
+
     def _send(self, method: str, url: str, path: str, key: str, **kwargs: Any) -> requests.Response:
         """The retry loop: returns a 2xx response or raises the last typed error."""
         headers = {"Authorization": f"Bearer {key}"}
+        environment = self._environment(url[: len(url) - len(path)])
         is_post = method.upper() == "POST"
         attempt = 0
         while True:
@@ -398,6 +423,7 @@ class EvolinkClient:
                     headers=headers,
                     timeout=(self.connect_timeout, self.read_timeout),
                     allow_redirects=False,
+                    **environment,
                     **kwargs,
                 )
             except requests.exceptions.RequestException as exc:

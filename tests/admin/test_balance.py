@@ -94,3 +94,27 @@ def test_admin_and_command_show_the_same_figures(su_client, evolink, answer: dic
         assert "This key: unlimited" in lines
     else:
         assert f"This key: {balance['token_remaining']} left" in lines
+
+
+def test_filtered_credits_are_summed_only_over_an_exactly_counted_list(
+        su_client, evolink, user, other_user, monkeypatch):
+    """Past the paginator's exact count the sum would read every matching row on each
+    page view: it is left out and the page says why; a narrower list is summed again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from django_evolink.admin import ImageTaskAdmin
+
+    monkeypatch.setattr(ImageTaskAdmin, "exact_count_limit", 2)
+    for _ in range(3):
+        make_task(user, credits="1.5")
+    make_task(other_user, credits="4")
+    with CaptureQueriesContext(connection) as queries:
+        response = su_client.get(CHANGELIST)
+    assert response.context["evolink_filtered_credits"] == ""
+    assert "not summed over more than 2 tasks" in response.content.decode()
+    assert not any('SUM("django_evolink_imagetask"."credits_reserved")' in q["sql"]
+                   for q in queries.captured_queries)
+    response = su_client.get(CHANGELIST, {"user__id__exact": other_user.pk})
+    assert response.context["evolink_filtered_credits"] == "4"
+    assert "not summed" not in response.content.decode()

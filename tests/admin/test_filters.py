@@ -78,3 +78,20 @@ def test_change_page_shows_what_to_change_for_a_user_fixable_code(su_client, use
                      error_message="image_urls[0]: HTTP 404")
     page = su_client.get(reverse("admin:django_evolink_imagetask_change", args=[task.pk]))
     assert "publicly reachable" in page.content.decode()
+
+
+def test_the_user_filter_offers_at_most_max_choices_users_who_have_tasks(
+        su_client, django_user_model, monkeypatch):
+    from django_evolink.admin.filters import TaskUserFilter
+
+    with_tasks = [django_user_model.objects.create_user(f"maker{i}") for i in range(4)]
+    idle = django_user_model.objects.create_user("idle")
+    for owner in with_tasks:
+        make_task(owner)
+    make_task(None)
+    page = su_client.get(CHANGELIST).content.decode()
+    assert all(f"user__id__exact={u.pk}\"" in page for u in with_tasks)
+    assert f"user__id__exact={idle.pk}\"" not in page
+    monkeypatch.setattr(TaskUserFilter, "max_choices", 2)
+    page = su_client.get(CHANGELIST).content.decode()
+    assert sum(f"user__id__exact={u.pk}\"" in page for u in with_tasks) == 2

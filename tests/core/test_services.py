@@ -180,3 +180,134 @@ def test_api_key_never_in_events_or_errors(rsps, caplog):
     dumped = json.dumps(list(task.events.values()), default=str)
     assert API_KEY not in dumped and API_KEY not in task.error_message
     assert API_KEY not in str(info.value) and API_KEY not in caplog.text
+
+
+# ------------------------------------------------------------ the submit's fast path --
+CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def _queued_claimed(**fields):
+    from django.utils import timezone
+
+    return ImageTask.objects.create(model="wan2.5-image-to-image", prompt="a cat",
+                                    image_urls=URLS, n=1, submit_started_at=timezone.now(),
+                                    **fields)
+
+
+def test_a_create_writes_the_row_then_one_guarded_update_and_its_event(
+        rsps, user, django_capture_on_commit_callbacks):
+    """Recorded first (the claimed row's INSERT before the POST), then the answer: one
+    UPDATE and the event's INSERT, nothing read or locked; signals once, after commit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from django_evolink import signals
+
+    seen = []
+
+    def receiver(sender, task, old_status, new_status, **kwargs):
+        seen.append((old_status, new_status, task.evolink_id))
+
+    rsps.post(CREATE, json=task_answer())
+    signals.task_status_changed.connect(receiver)
+    try:
+        with CaptureQueriesContext(connection) as queries, \
+                django_capture_on_commit_callbacks(execute=True):
+            task = services.create_task(prompt="a cat", image_urls=URLS, n=1, user=user)
+    finally:
+        signals.task_status_changed.disconnect(receiver)
+    sql = [q["sql"] for q in queries.captured_queries
+           if not q["sql"].upper().startswith(CONTROL)]
+    assert not any("FOR UPDATE" in s or s.startswith("SELECT") for s in sql), sql
+    assert sql[0].startswith('INSERT INTO "django_evolink_imagetask"'), sql
+    if connection.vendor == "postgresql":  # one statement: UPDATE, event INSERT, NOTIFY
+        assert len(sql) == 2 and sql[1].startswith(
+            'WITH updated AS (UPDATE "django_evolink_imagetask"'), sql
+        assert 'INSERT INTO "django_evolink_taskevent"' in sql[1] and "pg_notify" in sql[1]
+    else:
+        kinds = [s.split()[0].upper() + " " + s.split('"')[1] for s in sql[1:]]
+        assert kinds == ["UPDATE django_evolink_imagetask", "INSERT django_evolink_taskevent"]
+    assert seen == [(Status.QUEUED, Status.PENDING, TASK_ID)]
+    stored = ImageTask.objects.get(pk=task.pk)
+    for name in ("status", "evolink_id", "submitted_at", "next_poll_at", "credits_reserved",
+                 "estimated_time", "updated_at", "submit_started_at"):
+        assert getattr(task, name) == getattr(stored, name), name
+    assert stored.submitted_at is not None and stored.next_poll_at is not None
+    event = stored.events.get()
+    assert (event.source, event.outcome, event.changed, event.status_before,
+            event.status_after) == ("submit", "applied", True, "queued", "pending")
+
+
+def test_a_submit_answer_for_a_row_changed_meanwhile_takes_the_general_path():
+    """The guard holds only for the state the submit left: a task failed meanwhile (e.g.
+    timed out by the sweep) keeps its status; the general path records the answer as stale
+    (and keeps Evolink's id, so the Evolink task can be found)."""
+    from django_evolink.core import transitions
+
+    task = _queued_claimed()
+    transitions.fail_task(task.pk, code="task_timeout", message="gave up")
+    result = transitions.apply_submit_answer(task, task_answer())
+    assert result.outcome == "stale" and not result.changed
+    stored = ImageTask.objects.get(pk=task.pk)
+    assert stored.status == Status.FAILED and stored.evolink_id == TASK_ID
+    assert task.status == Status.FAILED  # the caller's instance shows the row
+    assert list(stored.events.order_by("received_at", "id").values_list(
+        "source", "outcome")) == [("system", "applied"), ("submit", "stale")]
+
+
+def test_a_submit_answer_with_an_evolink_id_already_used_is_recorded_once():
+    from django_evolink.core import transitions
+
+    _queued_claimed(evolink_id=TASK_ID, status=Status.PENDING)
+    task = _queued_claimed()
+    result = transitions.apply_submit_answer(task, task_answer())
+    assert result.outcome == "wrong_task"
+    stored = ImageTask.objects.get(pk=task.pk)
+    assert stored.status == Status.QUEUED and stored.evolink_id is None
+    assert list(stored.events.values_list("outcome", flat=True)) == ["wrong_task"]
+
+
+@pytest.mark.parametrize("answer", [
+    lambda _id: {"object": "image.generation.task", "status": "pending"},  # no task id
+    lambda _id: task_answer(_id, status="completed", results=["https://files.evolink.test/r.png"]),
+])
+def test_a_submit_answer_that_is_not_a_plain_acceptance_takes_the_general_path(answer):
+    """Compared with what the general path does to a twin task."""
+    from django_evolink.core import transitions
+
+    task = _queued_claimed()
+    expected = transitions.apply_payload(_queued_claimed(), answer(TASK_ID), source="submit")
+    result = transitions.apply_submit_answer(task, answer(TASK_ID[:-1] + "x"))
+    assert result.outcome == expected.outcome
+    assert ImageTask.objects.get(pk=task.pk).status == expected.task.status
+    assert task.images.count() == expected.task.images.count()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postgres_submit_answer_statement_notifies_and_stores_the_event(rsps, user):
+    """The single statement's parts: the row, the event (every column as the ORM would
+    store it) and the NOTIFY an event stream waits for, delivered at commit."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement submit write is PostgreSQL's")
+    from django_evolink.core import live
+
+    settings_dict = connection.settings_dict
+    listener = psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"] or 5432,
+                               user=settings_dict["USER"], dbname=settings_dict["NAME"],
+                               autocommit=True)
+    try:
+        listener.execute(f"LISTEN {live.CHANNEL}")
+        rsps.post(CREATE, json=task_answer())
+        task = services.create_task(prompt="a cat", image_urls=URLS, n=1, user=user)
+        heard = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    finally:
+        listener.close()
+    assert heard == [str(task.pk)]
+    event = ImageTask.objects.get(pk=task.pk).events.get()
+    assert event.payload == task_answer() and event.headers == {}
+    assert event.remote_addr is None and event.note == "" and event.received_at is not None
+    assert (event.outcome, event.changed, event.status_after) == ("applied", True, "pending")

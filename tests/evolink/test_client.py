@@ -1063,3 +1063,42 @@ def test_get_client_is_thread_safe(settings):
         thread.join()
     assert len(seen) == 8
     assert len({id(c) for c in seen}) == 1
+
+
+# ------------------------------------------------------------------- the environment --
+
+
+def test_proxies_and_ca_bundle_come_from_the_environment_read_once_per_origin(rsps, monkeypatch):
+    """The environment's proxy (honouring NO_PROXY by host) and CA bundle are used, read
+    when an origin is first spoken to, not scanned again on every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "files-api.evolink.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/example-bundle.pem")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    client = make_client()
+    rsps.get(TASK_URL, json=samples.task_answer())
+    rsps.post(UPLOAD_URL, json=samples.upload_answer())
+    client.get_task(samples.TASK_ID)
+    client.upload_file(b"\x89PNG", file_name="a.png")
+    to_api, to_files = rsps.calls[0].request.req_kwargs, rsps.calls[1].request.req_kwargs
+    assert to_api["proxies"].get("https") == "http://proxy.example:3128"
+    assert "https" not in to_files["proxies"]  # NO_PROXY names that host
+    assert to_api["verify"] == "/etc/ssl/certs/example-bundle.pem"
+    monkeypatch.delenv("HTTPS_PROXY")  # read once: this client keeps what it read
+    with monkeypatch.context() as m:
+        calls = []
+        m.setattr(requests.sessions, "get_environ_proxies",
+                  lambda *a, **k: calls.append(a) or {})
+        client.get_task(samples.TASK_ID)
+    assert calls == [] and rsps.calls[2].request.req_kwargs["proxies"]["https"]
+    assert make_client()._environment(BASE)["proxies"].get("https") is None
+
+
+def test_a_netrc_entry_never_replaces_the_api_key(rsps, monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.evolink.test login someone password other\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    rsps.get(TASK_URL, json=samples.task_answer())
+    make_client().get_task(samples.TASK_ID)
+    assert rsps.calls[0].request.headers["Authorization"] == f"Bearer {KEY}"
