@@ -318,24 +318,23 @@ class EvolinkClient:
         encoded = base64.b64encode(bytes(content)).decode("ascii")
         if content_type:
             encoded = f"data:{content_type};base64,{encoded}"
-        body: dict[str, str] = {"base64_data": encoded}
-        if file_name is not None:
-            body["file_name"] = file_name
-        if upload_path is not None:
-            body["upload_path"] = upload_path
-        answer = self._request("POST", self.files_base_url, UPLOAD_BASE64_PATH, json=body)
-        return self._files_data(answer, "upload")
+        return self._upload_json(UPLOAD_BASE64_PATH, {"base64_data": encoded},
+                                 file_name, upload_path)
 
     def upload_from_url(
         self, file_url: str, *, file_name: str | None = None, upload_path: str | None = None
     ) -> dict[str, Any]:
         """``POST upload/url`` of the files API: Evolink fetches ``file_url`` itself."""
-        body: dict[str, str] = {"file_url": file_url}
+        return self._upload_json(UPLOAD_URL_PATH, {"file_url": file_url}, file_name, upload_path)
+
+    def _upload_json(self, path: str, body: dict[str, str], file_name: str | None,
+                     upload_path: str | None) -> dict[str, Any]:
+        """POST a JSON upload (base64 or URL) with its optional name and folder."""
         if file_name is not None:
             body["file_name"] = file_name
         if upload_path is not None:
             body["upload_path"] = upload_path
-        answer = self._request("POST", self.files_base_url, UPLOAD_URL_PATH, json=body)
+        answer = self._request("POST", self.files_base_url, path, json=body)
         return self._files_data(answer, "upload")
 
     def list_files(self, *, page: int = 1, page_size: int = 20) -> dict[str, Any]:
