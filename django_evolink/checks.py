@@ -36,7 +36,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf
-from .background import schedule
+from .background import downloads, schedule
 from .core import limits
 from .evolink import catalogue, modelspec, url_policy
 
@@ -246,13 +246,15 @@ DJANGO_Q_DEFAULT_RETRY = 60
 
 def longest_job_seconds() -> int:
     """Seconds the longest django-evolink job may run: a download job stores up to ``n``
-    images (the largest ``n`` of the allowed models), each bounded by
-    ``CONNECT_TIMEOUT + DOWNLOAD_TIMEOUT``; a submit job by ``CONNECT_TIMEOUT +
-    READ_TIMEOUT``."""
+    images (the largest ``n`` of the allowed models), fetched
+    :data:`~django_evolink.background.downloads.PARALLEL_DOWNLOADS` at a time, each
+    bounded by ``CONNECT_TIMEOUT + DOWNLOAD_TIMEOUT``; a submit job by
+    ``CONNECT_TIMEOUT + READ_TIMEOUT``."""
     specs = [catalogue.CATALOGUE[name] for name in catalogue.allowed_models()]
     images = max([spec.n_max or spec.n_min or 1 for spec in specs] or [1])
+    rounds = math.ceil(images / downloads.PARALLEL_DOWNLOADS)
     connect = float(conf.get("CONNECT_TIMEOUT"))
-    download = images * (connect + float(conf.get("DOWNLOAD_TIMEOUT")))
+    download = rounds * (connect + float(conf.get("DOWNLOAD_TIMEOUT")))
     submit = connect + float(conf.get("READ_TIMEOUT"))
     return math.ceil(max(download, submit))
 
@@ -302,9 +304,11 @@ def check_django_q(
     if needed is not None and timeout < needed:
         return [Warning(
             _("Q_CLUSTER['timeout'] (%(timeout)s s) is shorter than a django-evolink job can "
-              "take (%(needed)s s: a download of the largest allowed number of images, each "
-              "bounded by EVOLINK['CONNECT_TIMEOUT'] + EVOLINK['DOWNLOAD_TIMEOUT']); such a "
-              "job would be killed.") % {"timeout": timeout, "needed": needed},
+              "take (%(needed)s s: a download of the largest allowed number of images, "
+              "%(parallel)s at a time, each bounded by EVOLINK['CONNECT_TIMEOUT'] + "
+              "EVOLINK['DOWNLOAD_TIMEOUT']); such a job would be killed.")
+            % {"timeout": timeout, "needed": needed,
+               "parallel": downloads.PARALLEL_DOWNLOADS},
             hint=_("Set 'timeout': %(timeout)s and 'retry': %(retry)s, or lower "
                    "DOWNLOAD_TIMEOUT or the allowed MODELS.") % example,
             id="django_evolink.W013",

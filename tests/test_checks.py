@@ -154,13 +154,24 @@ def test_q_cluster_without_timeout_or_retry_warns(settings):
 
 def test_q_cluster_timeout_shorter_than_a_job_warns(settings):
     needed = checks_module.longest_job_seconds()
-    assert needed == 4 * (5 + 30)  # tests' MODELS: n <= 4; CONNECT 5 s + DOWNLOAD 30 s each
+    # tests' MODELS: n <= 4, fetched side by side: one round of CONNECT 5 s + DOWNLOAD 30 s
+    assert needed == 5 + 30
     settings.Q_CLUSTER = {"name": "site", "orm": "default", "timeout": needed - 1,
                           "retry": needed + 60}
     [warning] = _messages("django_evolink.W013")
     assert f"({needed} s" in warning.msg and "DOWNLOAD_TIMEOUT" in warning.hint
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": needed}
     assert _messages("django_evolink.W013") == []
+
+
+def test_a_job_of_many_images_takes_a_round_per_parallel_batch(settings):
+    """doubao-seedream-4.0 makes up to 15 images: 4 rounds of 4 parallel fetches."""
+    settings.EVOLINK = {**settings.EVOLINK, "MODELS": ["doubao-seedream-4.0"],
+                        "DEFAULT_MODEL": "doubao-seedream-4.0"}
+    assert checks_module.longest_job_seconds() == 4 * (5 + 30)
+    settings.Q_CLUSTER = {"name": "site", "orm": "default", "timeout": 139, "retry": 200}
+    [warning] = _messages("django_evolink.W013")
+    assert "(140 s" in warning.msg and "4 at a time" in warning.msg
 
 
 @pytest.mark.parametrize("values, words", [

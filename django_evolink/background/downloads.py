@@ -9,13 +9,19 @@ retry is due or a job was lost) stores each image once:
   each connection actually reached is checked again before the request is sent (a name
   that resolves to a private address only when connecting: DNS rebinding); redirects are
   followed by hand, at most :data:`MAX_REDIRECTS`;
-- streamed to a spooled temporary file (bounded memory), refused above
+- streamed to a temporary file on disk (bounded memory; in ``FILE_UPLOAD_TEMP_DIR``, as
+  Django keeps large uploads, so a file-system storage moves it into place rather than
+  copying it), refused above
   ``DOWNLOAD_MAX_BYTES``; the whole download of one image (every hop, every read) must
   end within ``CONNECT_TIMEOUT + DOWNLOAD_TIMEOUT`` seconds, so a server dripping
   bytes cannot hold a worker (each read is bounded by what is left of that deadline);
 - its dimensions are read from the header and refused above ``DOWNLOAD_MAX_PIXELS``
-  before anything is decoded (a small file can declare a huge image); then the content
-  must decode with Pillow (width/height recorded);
+  before anything is decoded (a small file can declare a huge image); then the whole
+  content is checked without drawing it at full size (:func:`check_content`: a PNG's
+  every chunk against its CRC up to ``IEND``, a JPEG's every scan decoded at 1/8 scale,
+  other formats decoded), so a truncated or corrupt file is refused;
+- the images of one task are fetched side by side (at most :data:`PARALLEL_DOWNLOADS`
+  at once, in threads that touch no database), then stored one after the other;
 - saved at the deterministic path of :func:`models.result_upload_to`;
 - idempotent: an image already stored is never downloaded again; an attempt first
   claims the image (compare-and-set on ``next_download_at``), and the file is recorded
@@ -34,18 +40,19 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
 import requests
 from django.core.files import File
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 from PIL import Image, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
@@ -63,10 +70,11 @@ logger = logging.getLogger("django_evolink.downloads")
 
 #: Redirect hops followed before giving up.
 MAX_REDIRECTS = 5
+#: Images of one task fetched at the same time (each in its own thread).
+PARALLEL_DOWNLOADS = 4
 #: Image formats accepted from Evolink, with the extension of the stored file.
 FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
 _CHUNK = 64 * 1024
-_SPOOL = 1024 * 1024
 USER_AGENT = "django-evolink (result download)"
 
 
@@ -193,7 +201,8 @@ def _chunks(response: requests.Response, deadline: _Deadline) -> Iterator[bytes]
         yield chunk
 
 
-def _read_capped(response: requests.Response, max_bytes: int, deadline: _Deadline) -> IO[bytes]:
+def _read_capped(response: requests.Response, max_bytes: int,
+                 deadline: _Deadline) -> TemporaryUploadedFile:
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise DownloadError(
@@ -202,7 +211,9 @@ def _read_capped(response: requests.Response, max_bytes: int, deadline: _Deadlin
             % {"size": int(length), "max": max_bytes},
             permanent=True,
         )
-    buf = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115 (returned)
+    # Django's own temporary file: storages move it (``temporary_file_path``) and its
+    # close() does not mind that it was moved
+    buf = TemporaryUploadedFile("download", "application/octet-stream", 0, None)
     total = 0
     try:
         for chunk in _chunks(response, deadline):
@@ -230,7 +241,7 @@ def _read_capped(response: requests.Response, max_bytes: int, deadline: _Deadlin
     return buf
 
 
-def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
+def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
     """Download ``url`` under the rules of this module.
 
     Returns ``(file, info)`` with ``info`` = ``{"format", "extension", "width",
@@ -289,7 +300,7 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
                     % {"w": width, "h": height, "got": width * height, "max": max_pixels},
                     permanent=True,
                 )
-            img.load()
+            check_content(img)
     except DownloadError:
         buf.close()
         raise
@@ -306,6 +317,20 @@ def fetch_image(url: str) -> tuple[IO[bytes], dict[str, Any]]:
     buf.seek(0)
     return buf, {"format": fmt, "extension": FORMAT_EXTENSIONS[fmt], "width": width,
                  "height": height, "size": size}
+
+
+def check_content(img: Image.Image) -> None:
+    """Read the whole of a just-opened image, raising ``OSError``/``SyntaxError`` when it
+    is truncated or corrupt, at a fraction of the cost of decoding it: a PNG's chunks
+    are checked against their CRCs up to ``IEND`` (no inflating), a JPEG is decoded at
+    1/8 scale (every scan is still read and entropy-decoded); other formats are decoded."""
+    if img.format == "PNG":
+        img.verify()
+    elif img.format == "JPEG":
+        img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+        img.load()
+    else:
+        img.load()
 
 
 # ----------------------------------------------------------------------------- storing
@@ -340,15 +365,74 @@ def _claim(image: GeneratedImage, now: datetime) -> bool:
     ).update(next_download_at=now + lease))
 
 
-def _store(image: GeneratedImage, buf: IO[bytes], info: dict[str, Any], now: datetime) -> str:
+class Fetched(NamedTuple):
+    """What fetching one claimed image gave: the name it was saved under in storage, or
+    (when a file already stood at its path) the downloaded file to decide about."""
+
+    info: dict[str, Any]
+    saved: str | None = None
+    buf: File | None = None
+
+
+def _fetch(image: GeneratedImage) -> Fetched | DownloadError:
+    """Download ``image`` and save it at its deterministic path. No database work: this
+    runs in a thread of its own when a task has several images."""
+    try:
+        buf, info = fetch_image(image.source_url)
+    except DownloadError as exc:
+        return exc
+    name = result_upload_to(image, f"{image.index}.{info['extension']}")
+    storage = conf.storage()
+    if storage.exists(name):  # recorded by another worker, or left by a dead attempt
+        return Fetched(info, buf=buf)
+    try:
+        return Fetched(info, saved=storage.save(name, buf))
+    finally:
+        buf.close()
+
+
+def _fetch_all(images: Sequence[GeneratedImage]) -> list[Fetched | DownloadError]:
+    """:func:`_fetch` of each image, side by side."""
+    if len(images) <= 1:
+        return [_fetch(image) for image in images]
+    language = translation.get_language()
+
+    def fetch(image: GeneratedImage) -> Fetched | DownloadError:
+        with translation.override(language):  # the job's language, not the thread's default
+            return _fetch(image)
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_DOWNLOADS, len(images)),
+                            thread_name_prefix="evolink-download") as pool:
+        return list(pool.map(fetch, images))
+
+
+def _finish(image: GeneratedImage, fetched: Fetched | DownloadError, now: datetime) -> str:
+    """Record what fetching a claimed ``image`` gave: the stored file, or the failure."""
+    if isinstance(fetched, DownloadError):
+        return _record_failure(image, fetched, now)
+    if fetched.buf is not None:
+        try:
+            return _store_over_existing(image, fetched.buf, fetched.info)
+        finally:
+            fetched.buf.close()
+    assert fetched.saved is not None
+    return _record_stored(image, fetched.saved, fetched.info)
+
+
+def _store_over_existing(image: GeneratedImage, buf: File, info: dict[str, Any]) -> str:
+    """A file already stands at the image's path: another worker's (recorded: keep it)
+    or one left by an attempt that died before recording it (replaced)."""
     storage = conf.storage()
     name = result_upload_to(image, f"{image.index}.{info['extension']}")
-    if storage.exists(name):
-        image.refresh_from_db(fields=["file"])
-        if image.file:
-            return "already"
-        storage.delete(name)  # left by an attempt that died before recording it
-    saved = storage.save(name, File(buf, name=name))
+    image.refresh_from_db(fields=["file"])
+    if image.file:
+        return "already"
+    storage.delete(name)
+    return _record_stored(image, storage.save(name, buf), info)
+
+
+def _record_stored(image: GeneratedImage, saved: str, info: dict[str, Any]) -> str:
+    now = timezone.now()
     written = GeneratedImage.objects.filter(pk=image.pk, file="").update(
         file=saved, width=info["width"], height=info["height"], downloaded_at=now,
         next_download_at=None, download_error="", download_attempts=F("download_attempts") + 1,
@@ -356,9 +440,12 @@ def _store(image: GeneratedImage, buf: IO[bytes], info: dict[str, Any], now: dat
     if not written:  # another worker recorded the image first: keep its file only
         image.refresh_from_db(fields=["file"])
         if image.file.name != saved:
-            storage.delete(saved)
+            conf.storage().delete(saved)
         return "already"
-    image.refresh_from_db()
+    image.file.name = saved
+    image.width, image.height, image.downloaded_at = info["width"], info["height"], now
+    image.next_download_at, image.download_error = None, ""
+    image.download_attempts += 1
     live.announce_change(image.task_id)  # the image's url changed: streams send the task
     return "stored"
 
@@ -371,6 +458,14 @@ def download_image(image: GeneratedImage, *, force: bool = False) -> str:
     ``force`` tries even when a retry is not due or an error was recorded.
     """
     now = timezone.now()
+    result = _take(image, now, force=force)
+    if result is not None:
+        return result
+    return _finish(image, _fetch(image), now)
+
+
+def _take(image: GeneratedImage, now: datetime, *, force: bool) -> str | None:
+    """Claim ``image`` for a download: None when claimed, else why not (the result)."""
     if image.file:
         return "already"
     if not force and image.download_error:
@@ -380,34 +475,31 @@ def download_image(image: GeneratedImage, *, force: bool = False) -> str:
     if not _claim(image, now):
         image.refresh_from_db()
         return "already" if image.file else "busy"
-    try:
-        buf, info = fetch_image(image.source_url)
-    except DownloadError as exc:
-        attempts = image.download_attempts + 1
-        next_at = now + timedelta(seconds=retry_delay(attempts))
-        if exc.permanent or next_at >= download_deadline(image):
-            message = str(exc)
-            if not exc.permanent:
-                message = gettext("%(error)s Gave up: the link expires before another try.") % {
-                    "error": message}
-            GeneratedImage.objects.filter(pk=image.pk, file="").update(
-                download_error=message[:2000], next_download_at=None, download_attempts=attempts
-            )
-            logger.warning("task %s image %s: download failed: %s", image.task_id, image.index,
-                           message)
-            image.refresh_from_db()
-            return "failed"
+    return None
+
+
+def _record_failure(image: GeneratedImage, exc: DownloadError, now: datetime) -> str:
+    attempts = image.download_attempts + 1
+    next_at = now + timedelta(seconds=retry_delay(attempts))
+    if exc.permanent or next_at >= download_deadline(image):
+        message = str(exc)
+        if not exc.permanent:
+            message = gettext("%(error)s Gave up: the link expires before another try.") % {
+                "error": message}
         GeneratedImage.objects.filter(pk=image.pk, file="").update(
-            next_download_at=next_at, download_attempts=attempts
+            download_error=message[:2000], next_download_at=None, download_attempts=attempts
         )
-        logger.info("task %s image %s: download failed (%s), retry at %s", image.task_id,
-                    image.index, exc, next_at.isoformat())
+        logger.warning("task %s image %s: download failed: %s", image.task_id, image.index,
+                       message)
         image.refresh_from_db()
-        return "retry"
-    try:
-        return _store(image, buf, info, timezone.now())
-    finally:
-        buf.close()
+        return "failed"
+    GeneratedImage.objects.filter(pk=image.pk, file="").update(
+        next_download_at=next_at, download_attempts=attempts
+    )
+    logger.info("task %s image %s: download failed (%s), retry at %s", image.task_id,
+                image.index, exc, next_at.isoformat())
+    image.refresh_from_db()
+    return "retry"
 
 
 def mark_images_stored(task: ImageTask | Any) -> bool:
@@ -437,9 +529,20 @@ def download_task_images(task_id: Any, *, force: bool = False) -> dict[str, int]
     task = ImageTask.objects.filter(pk=task_id).first()
     if task is None or task.status != Status.COMPLETED:
         return counts
-    for image in task.images.order_by("index"):
-        counts[download_image(image, force=force)] += 1
-    mark_images_stored(task)
+    now = timezone.now()
+    claimed = []
+    with transaction.atomic():  # the claims: one commit (no network inside)
+        for image in task.images.order_by("index"):
+            result = _take(image, now, force=force)
+            if result is None:
+                claimed.append(image)
+            else:
+                counts[result] += 1
+    fetched = _fetch_all(claimed)  # downloaded and saved side by side
+    with transaction.atomic():  # what became of each, and the task's mark: one commit
+        for image, outcome in zip(claimed, fetched, strict=True):
+            counts[_finish(image, outcome, now)] += 1
+        mark_images_stored(task)
     return counts
 
 

@@ -146,3 +146,116 @@ def test_two_workers_racing_store_one_file():
     storage = conf.storage()
     _, files = storage.listdir(f"evolink/results/{image.task_id}")
     assert files == ["0.png"]
+
+
+def _noisy(fmt: str, side: int = 200) -> bytes:
+    """A photo-like image (random pixels), so its data fills most of the file."""
+    import io
+    import os
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _flip_middle_byte(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    return bytes(damaged)
+
+
+@responses.activate
+@pytest.mark.parametrize("case", ["png cut before IEND", "png with a damaged byte",
+                                  "jpeg cut mid-scan", "webp cut"])
+def test_a_damaged_image_served_whole_is_refused_as_corrupt(case):
+    """The transport sees nothing wrong (Content-Length matches what is sent): the image
+    check reads the whole content (PNG: every chunk's CRC; JPEG: every scan)."""
+    data = {
+        "png cut before IEND": lambda: _noisy("PNG")[:-40],
+        "png with a damaged byte": lambda: _flip_middle_byte(_noisy("PNG")),
+        "jpeg cut mid-scan": lambda: _noisy("JPEG")[: len(_noisy("JPEG")) // 2],
+        "webp cut": lambda: _noisy("WEBP")[:-200],
+    }[case]()
+    responses.get(f"{PUBLIC}/r.img", body=data)
+    image = _image(f"{PUBLIC}/r.img")
+    assert downloads.download_image(image) == "retry"
+    image.refresh_from_db()
+    assert not image.file
+    assert image.download_attempts == 1 and image.next_download_at > timezone.now()
+
+
+@responses.activate
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_an_intact_photo_like_image_is_stored_with_its_size(fmt):
+    responses.get(f"{PUBLIC}/r.img", body=_noisy(fmt, side=123))
+    image = _image(f"{PUBLIC}/r.img")
+    assert downloads.download_image(image) == "stored"
+    image.refresh_from_db()
+    assert (image.width, image.height) == (123, 123)
+    assert image.file.name.endswith({"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}[fmt])
+
+
+def _completed_task_with_images(count: int):
+    task = db_task("task-unified-par-" + str(GeneratedImage.objects.count()),
+                   status=Status.COMPLETED, next_poll_at=None)
+    now = timezone.now()
+    for index in range(count):
+        GeneratedImage.objects.create(task=task, index=index,
+                                      source_url=f"{PUBLIC}/r{index}.png",
+                                      source_expires_at=now + dt.timedelta(hours=24),
+                                      next_download_at=now)
+    return task
+
+
+def test_the_images_of_a_task_are_fetched_side_by_side(monkeypatch):
+    """Three fetches meet at a barrier: fetched one after the other, the first would wait
+    for the others forever (the barrier times out); side by side, all three pass it."""
+    import threading
+
+    barrier = threading.Barrier(3, timeout=10)
+    fetch = downloads.fetch_image
+
+    def meeting_fetch(url):
+        barrier.wait()
+        return fetch(url)
+
+    with responses.RequestsMock() as mocked:
+        for index in range(3):
+            mocked.get(f"{PUBLIC}/r{index}.png", body=make_image_bytes(10 + index, 10))
+        monkeypatch.setattr(downloads, "fetch_image", meeting_fetch)
+        task = _completed_task_with_images(3)
+        counts = downloads.download_task_images(task.pk)
+    assert counts["stored"] == 3
+    task.refresh_from_db()
+    assert task.images_stored_at is not None
+    assert sorted(i.width for i in task.images.all()) == [10, 11, 12]
+
+
+def test_fetch_errors_of_parallel_downloads_are_in_the_jobs_language(monkeypatch):
+    from django.utils import translation
+
+    with responses.RequestsMock() as mocked:
+        for index in range(2):
+            mocked.get(f"{PUBLIC}/r{index}.png", status=404)
+        task = _completed_task_with_images(2)
+        with translation.override("ja"):
+            counts = downloads.download_task_images(task.pk)
+    assert counts["failed"] == 2
+    errors = {image.download_error for image in task.images.all()}
+    assert errors == {"画像のリンクが HTTP 404 を返しました。"}
+
+
+def test_a_downloaded_file_is_moved_into_a_file_system_storage_and_no_temp_file_stays(
+        settings, tmp_path):
+    temp_dir = tmp_path / "upload-temp"
+    temp_dir.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(temp_dir)
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{PUBLIC}/r0.png", body=_noisy("PNG"))
+        mocked.get(f"{PUBLIC}/r1.png", body=b"<html>not an image</html>")
+        task = _completed_task_with_images(2)
+        counts = downloads.download_task_images(task.pk)
+    assert counts["stored"] == 1 and counts["failed"] == 1
+    assert list(temp_dir.iterdir()) == []  # moved (stored) or deleted (refused)
