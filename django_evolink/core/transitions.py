@@ -180,6 +180,18 @@ def _after_commit(task: ImageTask, old: str, new: str) -> None:
         transaction.on_commit(lambda: hooks.announce_images_recorded(task.pk), robust=True)
 
 
+def _after_apply(task: ImageTask, source: str, old: str, outcome: str) -> None:
+    """What follows an apply of ``task`` (status ``old`` before it): the signals of a status
+    change, after commit, and its log line - INFO when the task moved on (what a person
+    wants to read), DEBUG for the routine rest (progress, stale, ...), none when unchanged."""
+    new = task.status
+    if new != old:
+        _after_commit(task, old, new)
+        logger.info("task %s: %s event %s -> %s (%s)", task.pk, source, old, new, outcome)
+    elif outcome != EventOutcome.UNCHANGED:
+        logger.debug("task %s: %s event %s -> %s (%s)", task.pk, source, old, new, outcome)
+
+
 def _new_event(
     task_id: Any,
     source: str,
@@ -309,13 +321,7 @@ def _apply(
         status_after=task.status,
         note=(event.note + "\n" + note).strip() if note else event.note,
     )
-    if task.status != old:
-        _after_commit(task, old, task.status)
-    if task.status != old:  # what a person wants to read: the task moved on
-        logger.info("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status, outcome)
-    elif changed or outcome not in (EventOutcome.UNCHANGED,):  # progress, stale, ...: routine
-        logger.debug("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status,
-                     outcome)
+    _after_apply(task, source, old, outcome)
     return ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
 
 
@@ -569,14 +575,7 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
         GeneratedImage.objects.bulk_create(images, ignore_conflicts=True)
     live.announce_if_watched(changed, now)
     for result in results:
-        old, new = result.old_status, result.new_status
-        if new != old:
-            _after_commit(result.task, old, new)
-            logger.info("task %s: %s event %s -> %s (%s)", result.task.pk,
-                        result.event.source, old, new, result.outcome)
-        elif result.outcome != EventOutcome.UNCHANGED:
-            logger.debug("task %s: %s event %s -> %s (%s)", result.task.pk,
-                         result.event.source, old, new, result.outcome)
+        _after_apply(result.task, result.event.source, result.old_status, result.outcome)
 
 
 def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
