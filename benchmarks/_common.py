@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts (settings, PostgreSQL scratch databases,
+"""Shared helpers of the benchmark scripts (command line, settings, scratch databases,
 subprocesses, JSON results and the table).
 
 Every benchmark writes ``benchmarks/results/<name>.json`` with a ``rows`` list; each row
@@ -9,6 +9,7 @@ prints such rows; ``run_all.py`` prints the rows of all five.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,26 @@ if str(ROOT) not in sys.path:
 
 #: The PostgreSQL server (trust auth) the benchmarks create scratch databases on.
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
+
+
+#: The databases a benchmark that takes ``--database`` runs on.
+DATABASES = ("postgresql", "sqlite")
+
+
+# ------------------------------------------------------------------ command line --
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's parser, described by the first paragraph of its docstring ``doc``."""
+    return argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+
+
+def add_database_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--database postgresql|sqlite`` (default None: see :func:`pick_database`)."""
+    parser.add_argument("--database", choices=list(DATABASES), default=None, help=help)
+
+
+def pick_database(requested: str | None) -> str:
+    """``requested``, else PostgreSQL when its server answers, else SQLite."""
+    return requested or ("postgresql" if pg_available() else "sqlite")
 
 
 # ------------------------------------------------------------------------ Django --
@@ -96,6 +117,35 @@ def drop_pg_database(name: str) -> None:
         print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
 
 
+def sqlite_scratch_path(name: str) -> Path:
+    """The SQLite file of the scratch database ``name``."""
+    return Path(f"/tmp/django_{name}.sqlite3")
+
+
+def create_scratch_database(database: str, name: str) -> str:
+    """The URL of a fresh database for one run: the PostgreSQL scratch database ``name``
+    (created anew) or, for ``sqlite``, an empty :func:`sqlite_scratch_path` file."""
+    if database == "postgresql":
+        return create_pg_database(name)
+    path = sqlite_scratch_path(name)
+    path.unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def drop_scratch_database(database: str, name: str, *, remove_sqlite: bool = False) -> None:
+    """A run's teardown: close Django's connections (once it is set up), then drop the
+    PostgreSQL scratch database ``name``, or (``remove_sqlite``) delete the SQLite file."""
+    from django.conf import settings
+    from django.db import connections
+
+    if settings.configured:
+        connections.close_all()
+    if database == "postgresql":
+        drop_pg_database(name)
+    elif remove_sqlite:
+        sqlite_scratch_path(name).unlink(missing_ok=True)
+
+
 def pg_version() -> str | None:
     try:
         import psycopg
@@ -124,6 +174,23 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen, ask: Callable[[], None] | None = None,
+                 timeout: float = 10.0) -> None:
+    """Stop ``proc`` if it still runs: ``ask()`` it to end (close its stdin, terminate)
+    and wait up to ``timeout`` s, then kill it; without ``ask``, kill it at once."""
+    if proc.poll() is not None:
+        return
+    if ask is not None:
+        ask()
+        try:
+            proc.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
 
 
 class EmulatorProcess:
@@ -169,19 +236,24 @@ class EmulatorProcess:
         self.control("DELETE", "requests")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, ask=self.proc.stdin.close)
 
     def __enter__(self) -> EmulatorProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def end_run(database: str, name: str, *, emulator: EmulatorProcess | None = None,
+            procs: Iterable[subprocess.Popen] = ()) -> None:
+    """A run's teardown: kill its worker processes ``procs`` still running, stop its
+    emulator, then :func:`drop_scratch_database` (``database``, ``name``)."""
+    for proc in procs:
+        stop_process(proc)
+    if emulator is not None:
+        emulator.stop()
+    drop_scratch_database(database, name)
 
 
 def peak_rss_kb() -> int:

@@ -18,7 +18,6 @@ test ``Client`` and the number of SQL queries, then writes everything as JSON to
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import _common as common  # noqa: E402
 
 
 def configure(sqlite_path: str) -> None:
@@ -178,7 +179,7 @@ def run(repeat: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sqlite-path", default="/tmp/django_evolink_bench_admin.sqlite3")

@@ -18,7 +18,6 @@ exactly once with its image row (no lost update).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -143,12 +142,7 @@ class Gunicorn:
         self.base = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        common.stop_process(self.proc, ask=self.proc.terminate, timeout=15)
 
 
 def verify(tasks: list[tuple], sent: int, trusted: bool) -> dict:
@@ -171,6 +165,21 @@ def verify(tasks: list[tuple], sent: int, trusted: bool) -> dict:
     else:
         result["ok"] = recorded == sent
     return result
+
+
+def rate_rows(bench: str, measured: dict, base: dict, least: float) -> list[dict]:
+    """The figures of one callback run of :func:`load` against the baseline's: callbacks/s
+    (target: at least ``least`` times the baseline's requests/s), p50 and p99 latency."""
+    ratio = measured["rate"] / base["rate"]
+    return [
+        common.row(bench, "callbacks/s", round(measured["rate"], 1), "/s",
+                   baseline=round(base["rate"], 1), ratio=ratio, target=f">= {least}",
+                   met=ratio >= least),
+        common.row(bench, "p50 latency", round(measured["p50_ms"], 1), "ms",
+                   baseline=round(base["p50_ms"], 1)),
+        common.row(bench, "p99 latency", round(measured["p99_ms"], 1), "ms",
+                   baseline=round(base["p99_ms"], 1)),
+    ]
 
 
 def run(total: int, refetch: bool) -> list[dict]:
@@ -215,7 +224,6 @@ def run(total: int, refetch: bool) -> list[dict]:
         print(f"verified: {check}", flush=True)
 
         bench = "callbacks, trusted body"
-        ratio = trusted["rate"] / base["rate"]
         rows = [
             common.row("callbacks baseline (DRF pk UPDATE)", "requests/s",
                        round(base["rate"], 1), "/s"),
@@ -223,13 +231,7 @@ def run(total: int, refetch: bool) -> list[dict]:
                        round(base["p50_ms"], 1), "ms"),
             common.row("callbacks baseline (DRF pk UPDATE)", "p99 latency",
                        round(base["p99_ms"], 1), "ms"),
-            common.row(bench, "callbacks/s", round(trusted["rate"], 1), "/s",
-                       baseline=round(base["rate"], 1), ratio=ratio, target=">= 0.6",
-                       met=ratio >= 0.6),
-            common.row(bench, "p50 latency", round(trusted["p50_ms"], 1), "ms",
-                       baseline=round(base["p50_ms"], 1)),
-            common.row(bench, "p99 latency", round(trusted["p99_ms"], 1), "ms",
-                       baseline=round(base["p99_ms"], 1)),
+            *rate_rows(bench, trusted, base, 0.6),
             common.row(bench, "recorded, all completed once", check["recorded"], "events",
                        baseline=total, target="all", met=check["ok"]
                        and trusted["statuses"] == {200: total}),
@@ -262,16 +264,9 @@ def run(total: int, refetch: bool) -> list[dict]:
             print(f"callbacks (re-fetch, default): {rf['rate']:.0f} /s, p50 {rf['p50_ms']:.1f} "
                   f"ms, p99 {rf['p99_ms']:.1f} ms, {rf['statuses']}, {gets} task GETs, "
                   f"{check_rf}", flush=True)
-            ratio_rf = rf["rate"] / base["rate"]
             bench = "callbacks, re-fetch (default)"
             rows += [
-                common.row(bench, "callbacks/s", round(rf["rate"], 1), "/s",
-                           baseline=round(base["rate"], 1), ratio=ratio_rf, target=">= 0.45",
-                           met=ratio_rf >= 0.45),
-                common.row(bench, "p50 latency", round(rf["p50_ms"], 1), "ms",
-                           baseline=round(base["p50_ms"], 1)),
-                common.row(bench, "p99 latency", round(rf["p99_ms"], 1), "ms",
-                           baseline=round(base["p99_ms"], 1)),
+                *rate_rows(bench, rf, base, 0.45),
                 common.row(bench, "recorded", check_rf["recorded"] - before, "events",
                            baseline=total, met=check_rf["ok"] and rf["statuses"] == {200: total}),
             ]
@@ -283,16 +278,11 @@ def run(total: int, refetch: bool) -> list[dict]:
     finally:
         for server in servers:
             server.stop()
-        if emu is not None:
-            emu.stop()
-        from django.db import connections
-
-        connections.close_all()
-        common.drop_pg_database(DB_NAME)
+        common.end_run("postgresql", DB_NAME, emulator=emu)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--no-refetch", action="store_true",
                         help="skip the default re-fetch mode (emulator)")

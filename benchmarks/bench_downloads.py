@@ -241,7 +241,7 @@ def run(count: int, megabytes: float) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--megabytes", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="4 x 2 MB")

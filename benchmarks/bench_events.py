@@ -20,7 +20,6 @@ to its event at the client (p50/p95).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -93,12 +92,7 @@ class Client:
 
 def run(clients: int, seconds: float, database: str, router: bool = True) -> list[dict]:
     try:
-        if database == "postgresql":
-            db_url = common.create_pg_database(DB_NAME)
-        else:
-            path = Path(f"/tmp/django_evolink_bench_events_{os.getpid()}.sqlite3")
-            path.unlink(missing_ok=True)
-            db_url = f"sqlite:///{path}"
+        db_url = common.create_scratch_database(database, DB_NAME)
         common.setup_django(db_url)
         from django.conf import settings
         from django.contrib.auth import get_user_model
@@ -238,25 +232,21 @@ def run(clients: int, seconds: float, database: str, router: bool = True) -> lis
                                      result["threads_end"]])
         return rows
     finally:
-        if database == "postgresql":
-            from django.db import connections
-
-            connections.close_all()
-            common.drop_pg_database(DB_NAME)
+        common.end_run(database, DB_NAME)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None)
+    common.add_database_argument(parser)
     parser.add_argument("--plain", action="store_true",
                         help="Django's ASGI handler without EventStreamRouter (comparison)")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.seconds = 20, 6.0
-    database = args.database or ("postgresql" if common.pg_available() else "sqlite")
+    database = common.pick_database(args.database)
     run(args.clients, args.seconds, database, router=not args.plain)
 
 

@@ -23,7 +23,6 @@ Figures:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -97,12 +96,7 @@ def run(tasks: int, watched: int, seconds: float, database: str) -> list[dict]:
     emu = common.EmulatorProcess(tasks=tasks, duration=DURATION)
     procs: list[subprocess.Popen] = []
     try:
-        if database == "postgresql":
-            db_url = common.create_pg_database(DB_NAME)
-        else:
-            path = Path(f"/tmp/django_evolink_bench_live_{os.getpid()}.sqlite3")
-            path.unlink(missing_ok=True)
-            db_url = f"sqlite:///{path}"
+        db_url = common.create_scratch_database(database, DB_NAME)
         common.setup_django(db_url, BENCH_EVOLINK_URL=emu.url)
         from django.conf import settings
         from django.db import connection
@@ -213,29 +207,20 @@ def run(tasks: int, watched: int, seconds: float, database: str) -> list[dict]:
                             workers=reports, gets_watched=watched_gets)
         return rows
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        emu.stop()
-        if database == "postgresql":
-            from django.db import connections
-
-            connections.close_all()
-            common.drop_pg_database(DB_NAME)
+        common.end_run(database, DB_NAME, emulator=emu, procs=procs)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--watched", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=75.0)
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None)
+    common.add_database_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.watched, args.seconds = 100, 10, 17.0
-    database = args.database or ("postgresql" if common.pg_available() else "sqlite")
+    database = common.pick_database(args.database)
     run(args.tasks, args.watched, args.seconds, database)
 
 

@@ -17,7 +17,6 @@ The statement count must not depend on the page size (no N+1).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -32,7 +31,6 @@ from benchmarks import _common as common  # noqa: E402
 
 NAME = "pages"
 DB_NAME = f"evolink_bench_pages_{os.getpid()}"  # unique: runs may overlap
-SQLITE_PATH = Path(f"/tmp/django_evolink_bench_pages_{os.getpid()}.sqlite3")
 
 
 def measure_api(repeat: int) -> list[dict]:
@@ -80,11 +78,7 @@ def measure_api(repeat: int) -> list[dict]:
 
 def one_database(database: str, tasks: int, repeat: int) -> dict:
     """Child process: populate, measure, write ``pages-<database>.json``; returns data."""
-    if database == "postgresql":
-        url = common.create_pg_database(DB_NAME)
-    else:
-        SQLITE_PATH.unlink(missing_ok=True)
-        url = f"sqlite:///{SQLITE_PATH}"
+    url = common.create_scratch_database(database, DB_NAME)
     try:
         common.setup_django(url)
         from benchmarks import bench_admin
@@ -101,13 +95,7 @@ def one_database(database: str, tasks: int, repeat: int) -> dict:
         (common.RESULTS / f"pages-{database}.json").write_text(json.dumps(data, indent=2))
         return data
     finally:
-        from django.db import connections
-
-        connections.close_all()
-        if database == "postgresql":
-            common.drop_pg_database(DB_NAME)
-        else:
-            SQLITE_PATH.unlink(missing_ok=True)
+        common.drop_scratch_database(database, DB_NAME, remove_sqlite=True)
 
 
 def summarise(all_data: list[dict]) -> list[dict]:
@@ -131,11 +119,11 @@ def summarise(all_data: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None,
-                        help="one database in this process (default: both, as subprocesses)")
+    common.add_database_argument(
+        parser, help="one database in this process (default: both, as subprocesses)")
     parser.add_argument("--quick", action="store_true", help="12,000 tasks, SQLite only")
     args = parser.parse_args()
     if args.quick:

@@ -26,7 +26,6 @@ image). Prints the medians and their ratio
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -62,12 +61,7 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
     emu = common.EmulatorProcess()
     rows: list[dict] = []
     try:
-        if database == "postgresql":
-            url = common.create_pg_database(DB_NAME)
-        else:
-            path = Path(f"/tmp/django_evolink_bench_submit_{os.getpid()}.sqlite3")
-            path.unlink(missing_ok=True)
-            url = f"sqlite:///{path}"
+        url = common.create_scratch_database(database, DB_NAME)
         common.setup_django(url, BENCH_EVOLINK_URL=emu.url)
         import requests
         from django.db import connection
@@ -191,18 +185,13 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
             series(max(20, iterations // 3), latency)
         return rows
     finally:
-        emu.stop()
-        from django.db import connections
-
-        connections.close_all()
-        if database == "postgresql":
-            common.drop_pg_database(DB_NAME)
+        common.end_run(database, DB_NAME, emulator=emu)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None)
+    common.add_database_argument(parser)
     parser.add_argument("--latency", type=float, default=0.05,
                         help="also run with creates answered after this many seconds (0: no)")
     parser.add_argument("--quick", action="store_true", help="20 of each, SQLite")
@@ -210,7 +199,7 @@ def main() -> None:
     if args.quick:
         args.iterations, args.latency = 20, 0.0
         args.database = args.database or "sqlite"
-    database = args.database or ("postgresql" if common.pg_available() else "sqlite")
+    database = common.pick_database(args.database)
     rows = run(args.iterations, database, args.latency)
     common.print_table(rows)
     common.write_result(NAME, rows, iterations=args.iterations, database=database,

@@ -18,7 +18,6 @@ every full batch); and the ratio of wall time to the concurrency bound
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -99,9 +98,7 @@ def run_workers(sweeps: int) -> tuple[float, dict]:
         return wall, results
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            common.stop_process(proc)
 
 
 def per_batch(calls: list[dict], batch: int) -> dict:
@@ -128,12 +125,7 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
     emu = common.EmulatorProcess(tasks=tasks, latency={"task": latency})
     db_url = None
     try:
-        if database == "postgresql":
-            db_url = common.create_pg_database(DB_NAME)
-        else:
-            path = Path(f"/tmp/django_evolink_bench_sweep_{os.getpid()}.sqlite3")
-            path.unlink(missing_ok=True)
-            db_url = f"sqlite:///{path}"
+        db_url = common.create_scratch_database(database, DB_NAME)
         common.setup_django(db_url, BENCH_EVOLINK_URL=emu.url,
                             BENCH_POLL_CONCURRENCY=str(concurrency),
                             BENCH_POLL_BATCH_SIZE=str(batch))
@@ -201,27 +193,22 @@ def run(tasks: int, latency: float, concurrency: int, database: str, batch: int)
                             batch_size=batch, database=connection.vendor, details=details)
         return rows
     finally:
-        emu.stop()
-        if database == "postgresql":
-            from django.db import connections
-
-            connections.close_all()
-            common.drop_pg_database(DB_NAME)
+        common.end_run(database, DB_NAME, emulator=emu)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per status GET")
     parser.add_argument("--concurrency", type=int, default=8, help="POLL_CONCURRENCY")
     parser.add_argument("--batch", type=int, default=100, help="POLL_BATCH_SIZE")
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default=None)
+    common.add_database_argument(parser)
     parser.add_argument("--quick", action="store_true", help="200 tasks, 10 ms, SQLite")
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.latency, args.batch = 200, 0.01, 50
         args.database = args.database or "sqlite"
-    database = args.database or ("postgresql" if common.pg_available() else "sqlite")
+    database = common.pick_database(args.database)
     run(args.tasks, args.latency, args.concurrency, database, args.batch)
 
 

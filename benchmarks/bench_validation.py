@@ -12,7 +12,6 @@ timed). The baseline is a bare DRF serializer with the seed's three fields (``pr
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ def _p50(func, rounds: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="50 rounds per model")
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args()

@@ -12,7 +12,6 @@ reported and the others still run; the exit status is 1 if any failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -37,7 +36,7 @@ BENCHMARKS = [
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
     parser.add_argument("--only", default="", help="comma-separated names: "
                         + ", ".join(name for name, _ in BENCHMARKS))

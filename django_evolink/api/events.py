@@ -147,7 +147,7 @@ class TaskStream:
             check = min(check, attention.watch_interval())
         # next_watch too: the stream renews its task's watch mark on time even when the
         # heartbeat is long, so the mark never lapses while it is open (changes of
-        # unwatched tasks are not announced: transitions.attention_due)
+        # unwatched tasks are not announced: live.announce_if_watched)
         return max(0.0, min(self.end - now, self.next_beat - now, self.next_watch - now, check))
 
     def beat(self) -> bytes:

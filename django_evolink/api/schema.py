@@ -158,10 +158,22 @@ if HAS_SPECTACULAR:
             return openapi_body(catalogue.CATALOGUE[self.target.model_name])
 
 
-def _common_errors() -> dict[int, Any]:
+#: The 404 of an endpoint about one task.
+_NO_SUCH_TASK = "No such task visible to the caller."
+
+
+def _access_errors(not_found: str | None = None, *,
+                   forbidden: str = "Not allowed (or CSRF failure).",
+                   media_type: str | None = None) -> dict[Any, Any]:
+    """The ``{detail, code}`` answers 401, 403 and, described by ``not_found``, 404; keyed
+    ``(status, media_type)`` with ``media_type`` (where the success is not JSON)."""
+    descriptions = {401: "Not authenticated.", 403: forbidden}
+    if not_found is not None:
+        descriptions[404] = not_found
     return {
-        401: OpenApiResponse(ERROR_SCHEMA, description="Not authenticated."),
-        403: OpenApiResponse(ERROR_SCHEMA, description="Not allowed (or CSRF failure)."),
+        (status if media_type is None else (status, media_type)):
+            OpenApiResponse(ERROR_SCHEMA, description=description)
+        for status, description in descriptions.items()
     }
 
 
@@ -224,10 +236,7 @@ def task_list_create(view: Any) -> Any:
             200: ImageTaskSerializer(many=True),
             **_not_modified(),
             400: OpenApiResponse(FIELD_ERRORS_SCHEMA, description="Unknown status."),
-            **_common_errors(),
-            404: OpenApiResponse(
-                ERROR_SCHEMA, description="No such page (not a positive number, or past the end)."
-            ),
+            **_access_errors("No such page (not a positive number, or past the end)."),
         },
     )(view.get)
     view.post = extend_schema(
@@ -256,7 +265,7 @@ def task_list_create(view: Any) -> Any:
                 BAD_REQUEST_SCHEMA,
                 description="Invalid input (field-keyed), or Evolink refused it (400/404).",
             ),
-            **_common_errors(),
+            **_access_errors(),
             415: OpenApiResponse(ERROR_SCHEMA, description="Neither JSON nor multipart."),
             **_evolink_errors(create=True),
         },
@@ -280,7 +289,7 @@ def model_list(view: Any) -> Any:
             operation_id="evolink_models_list",
             summary="The models this site allows, each with the JSON Schema of its create body",
             responses={200: OpenApiResponse(MODEL_LIST_SCHEMA, description="The allowed models."),
-                       **_common_errors()},
+                       **_access_errors()},
         )(view.get)
     return view
 
@@ -299,8 +308,7 @@ def task_detail(view: Any) -> Any:
         responses={
             200: ImageTaskSerializer,
             **_not_modified(),
-            **_common_errors(),
-            404: OpenApiResponse(ERROR_SCHEMA, description="No such task visible to the caller."),
+            **_access_errors(_NO_SUCH_TASK),
         },
     )(view.get)
     return view
@@ -318,13 +326,11 @@ def task_refresh(view: Any) -> Any:
         responses={
             200: ImageTaskSerializer,
             400: OpenApiResponse(REFUSAL_SCHEMA, description="Evolink refused the query."),
-            **_common_errors(),
-            404: OpenApiResponse(ERROR_SCHEMA, description="No such task visible to the caller."),
+            **_access_errors(_NO_SUCH_TASK),
             **_evolink_errors(),
         },
     )(view.post)
     return view
-
 
 
 #: ``GET tasks/{id}/events/``: the stream, as OpenAPI 3.0 can say it.
@@ -362,11 +368,8 @@ def task_events(view: Any) -> Any:
             (204, "text/event-stream"): OpenApiResponse(
                 description="The task is final and Last-Event-ID is its final version: "
                 "nothing more will come (EventSource stops reconnecting)."),
-            (401, "application/json"): OpenApiResponse(ERROR_SCHEMA,
-                                                       description="Not authenticated."),
-            (403, "application/json"): OpenApiResponse(ERROR_SCHEMA, description="Not allowed."),
-            (404, "application/json"): OpenApiResponse(
-                ERROR_SCHEMA, description="No such task visible to the caller."),
+            **_access_errors(_NO_SUCH_TASK, forbidden="Not allowed.",
+                             media_type="application/json"),
         },
     )(view.get)
     return view

@@ -16,12 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, router, transaction
 
 from .. import conf
 from ..exceptions import EvolinkConfigurationError
+from . import attention
 from .models import GeneratedImage, ImageTask
 
 try:  # optional: the "postgres" events channel
@@ -90,11 +92,12 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 # ------------------------------------------------------------------- change channel
 #
-# Every committed change of a task's answer is announced (:func:`announce_change`); event
-# streams wait for it (:class:`Subscription`). Where the site has a real channel the
-# waits end at once: PostgreSQL ``LISTEN/NOTIFY`` on the default database, or Redis
-# pub/sub at ``EVENTS_REDIS_URL``; one listener thread per process serves every stream
-# of that process. Without one ("poll": SQLite, or ``EVENTS_CHANNEL = "poll"``) a stream
+# Every committed change of a watched task's answer is announced
+# (:func:`announce_if_watched`, :func:`announce_change`); event streams wait for it
+# (:class:`Subscription`). Where the site has a real channel the waits end at once:
+# PostgreSQL ``LISTEN/NOTIFY`` on the default database, or Redis pub/sub at
+# ``EVENTS_REDIS_URL``; one listener thread per process serves every stream of that
+# process. Without one ("poll": SQLite, or ``EVENTS_CHANNEL = "poll"``) a stream
 # looks at the database every ``EVENTS_POLL_INTERVAL`` seconds (one indexed query).
 
 #: The PostgreSQL NOTIFY channel and the Redis pub/sub channel (payload: the task id).
@@ -171,17 +174,34 @@ def publish_many(task_ids: list[Any]) -> None:
                        exc_info=True)
 
 
+def listened() -> bool:
+    """Can an announcement wake a stream here? Not on the ``poll`` channel, where the
+    streams look at the database themselves."""
+    return channel_kind() != "poll"
+
+
 def announce_change(task_id: Any) -> None:
-    """Announce a change of ``task_id`` once the current transaction commits."""
+    """Announce a change of ``task_id`` once the current transaction commits, watched or
+    not (a stored result image); an apply's changes go through :func:`announce_if_watched`."""
     transaction.on_commit(lambda: publish(task_id), robust=True)
 
 
-def announce_changes(task_ids: list[Any]) -> None:
-    """Announce changes of ``task_ids`` once the current transaction commits, in one
-    statement."""
-    ids = list(task_ids)
+def announce_if_watched(tasks: Iterable[ImageTask], now: datetime) -> list[Any]:
+    """Announce the changes of those of ``tasks`` that are watched at ``now``, once the
+    current transaction commits (one statement for all); returns their ids. Every apply
+    path (one answer, a batch, a callback, the submit's fast path) announces through here.
+
+    Only a watched task's change is worth announcing: an open event stream keeps its task
+    watched (it renews the mark every third of ``WATCH_SECONDS``, and the view marks it
+    before the stream first reads the row), so an unwatched change has no stream to wake
+    and its ``NOTIFY`` is skipped. Each task's ``watched_until`` must be the row's as the
+    change is written: read with the row locked (a mark written meanwhile waits for this
+    transaction, and the stream then reads the committed row) or returned by the write.
+    """
+    ids = [task.pk for task in tasks if attention.is_watched(task, now)]
     if ids:
         transaction.on_commit(lambda: publish_many(ids), robust=True)
+    return ids
 
 
 class Subscription:

@@ -180,14 +180,16 @@ def _after_commit(task: ImageTask, old: str, new: str) -> None:
         transaction.on_commit(lambda: hooks.announce_images_recorded(task.pk), robust=True)
 
 
-def attention_due(task: ImageTask, now: datetime) -> bool:
-    """Is a change of the locked ``task`` worth announcing? Only while it is watched: an
-    open event stream keeps its task watched (it renews the mark every third of
-    ``WATCH_SECONDS``, and the view marks it before the stream first reads the row). A
-    mark written while the task is locked waits for this transaction, and the stream then
-    reads the committed row; so an unwatched change has no stream to wake and its
-    ``NOTIFY`` is skipped."""
-    return task.watched_until is not None and task.watched_until > now
+def _after_apply(task: ImageTask, source: str, old: str, outcome: str) -> None:
+    """What follows an apply of ``task`` (status ``old`` before it): the signals of a status
+    change, after commit, and its log line - INFO when the task moved on (what a person
+    wants to read), DEBUG for the routine rest (progress, stale, ...), none when unchanged."""
+    new = task.status
+    if new != old:
+        _after_commit(task, old, new)
+        logger.info("task %s: %s event %s -> %s (%s)", task.pk, source, old, new, outcome)
+    elif outcome != EventOutcome.UNCHANGED:
+        logger.debug("task %s: %s event %s -> %s (%s)", task.pk, source, old, new, outcome)
 
 
 def _new_event(
@@ -305,8 +307,7 @@ def _apply(
                 return ApplyResult(task, event, EventOutcome.WRONG_TASK, False, old, old)
         else:
             task.save(update_fields=update_fields)
-        if attention_due(task, now):
-            live.announce_change(task.pk)  # event streams wake up once this commits
+        live.announce_if_watched([task], now)  # event streams wake up once this commits
     elif extra:  # bookkeeping only: the answer is unchanged, updated_at stays
         ImageTask.objects.filter(pk=task.pk).update(**extra)
     if task.status == Status.COMPLETED and old != Status.COMPLETED and update and update.results:
@@ -320,13 +321,7 @@ def _apply(
         status_after=task.status,
         note=(event.note + "\n" + note).strip() if note else event.note,
     )
-    if task.status != old:
-        _after_commit(task, old, task.status)
-    if task.status != old:  # what a person wants to read: the task moved on
-        logger.info("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status, outcome)
-    elif changed or outcome not in (EventOutcome.UNCHANGED,):  # progress, stale, ...: routine
-        logger.debug("task %s: %s event %s -> %s (%s)", task_id, source, old, task.status,
-                     outcome)
+    _after_apply(task, source, old, outcome)
     return ApplyResult(task, event, outcome, changed, old, task.status, list(fields))
 
 
@@ -560,15 +555,14 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
     """The writes of a merged batch (inside its transaction)."""
     results = [result for result, _write in merged]
     groups: dict[tuple[str, ...], list[ImageTask]] = {}
-    announced: list[Any] = []
+    changed: list[ImageTask] = []
     images: list[GeneratedImage] = []
     for (result, write), answer in zip(merged, answers, strict=True):
         task = result.task
         if result.changed_fields:
             task.updated_at = now
             write = [*write, "updated_at"]
-            if attention_due(task, now):
-                announced.append(task.pk)
+            changed.append(task)
         if write:
             groups.setdefault(tuple(sorted(write)), []).append(task)
         if result.new_status == Status.COMPLETED and result.old_status != Status.COMPLETED \
@@ -579,17 +573,9 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
         _update_rows(tasks, names)
     if images:
         GeneratedImage.objects.bulk_create(images, ignore_conflicts=True)
-    if announced:
-        live.announce_changes(announced)
+    live.announce_if_watched(changed, now)
     for result in results:
-        old, new = result.old_status, result.new_status
-        if new != old:
-            _after_commit(result.task, old, new)
-            logger.info("task %s: %s event %s -> %s (%s)", result.task.pk,
-                        result.event.source, old, new, result.outcome)
-        elif result.outcome != EventOutcome.UNCHANGED:
-            logger.debug("task %s: %s event %s -> %s (%s)", result.task.pk,
-                         result.event.source, old, new, result.outcome)
+        _after_apply(result.task, result.event.source, result.old_status, result.outcome)
 
 
 def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
@@ -598,7 +584,8 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
 
     The row's state is known, so nothing is read or locked: one transaction holds one
     UPDATE guarded by that state (``status = queued``, no Evolink id), the event's insert
-    (outcome ``applied``) and the change's announcement. Whenever the guard does not hold
+    (outcome ``applied``) and, when the task is watched, the change's announcement
+    (:func:`.live.announce_if_watched`, as for every apply). Whenever the guard does not hold
     (something else was applied meanwhile), the answer is not a plain acceptance (final,
     malformed, no task id) or the write fails (another task already carries this Evolink
     id), the answer is applied by :func:`apply_payload` instead, which locks, merges and
@@ -629,15 +616,18 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
                         ("status_before", Status.QUEUED), ("status_after", work.status)):
         setattr(event, name, value)
     connection = connections[router.db_for_write(ImageTask)]
+
+    def written() -> None:  # the guard held: ``work`` is the row, its watch mark included
+        live.announce_if_watched([work], now)
+        _refresh_instance(task, work)
+        if work.status != Status.QUEUED:
+            _after_commit(task, Status.QUEUED, work.status)
+
     try:
         if connection.vendor == "postgresql":
-            matched = _write_submit_answer_postgres(connection, task.pk, values, event)
+            matched = _write_submit_answer_postgres(connection, work, values, event)
             if matched:
-                if live.channel_kind() == "redis":
-                    live.announce_change(task.pk)
-                _refresh_instance(task, work)
-                if work.status != Status.QUEUED:
-                    _after_commit(task, Status.QUEUED, work.status)
+                written()
         else:
             with transaction.atomic():
                 matched = ImageTask.objects.filter(
@@ -645,10 +635,10 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
                 ).update(**values) == 1
                 if matched:
                     event.save(force_insert=True)
-                    live.announce_change(task.pk)
-                    _refresh_instance(task, work)
-                    if work.status != Status.QUEUED:
-                        _after_commit(task, Status.QUEUED, work.status)
+                    if live.listened():  # the row's watch mark as of this write decides
+                        work.watched_until = ImageTask.objects.filter(pk=task.pk).values_list(
+                            "watched_until", flat=True).get()
+                    written()
     except Exception:  # rolled back as a whole: the general path applies (or records) it
         logger.debug("task %s: the submit answer takes the general path", task.pk,
                      exc_info=True)
@@ -662,22 +652,22 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
                        fields)
 
 
-#: The statement of :func:`_write_submit_answer_postgres`, by (database, fields, notify).
-_SUBMIT_SQL: dict[tuple[str, tuple[str, ...], bool], str] = {}
+#: The statement of :func:`_write_submit_answer_postgres`, by (database, fields).
+_SUBMIT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
-def _write_submit_answer_postgres(connection: Any, task_id: Any, values: dict[str, Any],
+def _write_submit_answer_postgres(connection: Any, work: ImageTask, values: dict[str, Any],
                                   event: TaskEvent) -> bool:
-    """PostgreSQL: the submit answer's guarded UPDATE, its event's INSERT and the change's
-    NOTIFY as one statement (one round trip; atomic on its own, a savepoint inside a
+    """PostgreSQL: the submit answer's guarded UPDATE of ``work``'s row and its event's
+    INSERT as one statement (one round trip; atomic on its own, a savepoint inside a
     caller's transaction). False, with nothing written, when the guard does not hold.
 
     The event is inserted only when the UPDATE matched (it selects from the UPDATE's
-    ``RETURNING``), and the NOTIFY is sent only for an inserted event; PostgreSQL delivers
-    it when the statement's transaction commits, as :func:`.live.announce_change` does.
+    ``RETURNING``). The statement also returns the row's ``watched_until`` as it wrote
+    the row (after any concurrent mark: the UPDATE waits for its lock), set on ``work``
+    for :func:`.live.announce_if_watched`.
     """
-    notify = live.channel_kind() == "postgres"
-    key = (connection.alias, tuple(values), notify)
+    key = (connection.alias, tuple(values))
     event_fields = [f for f in TaskEvent._meta.concrete_fields
                     if not f.primary_key and f.attname != "task_id"]
     task_fields = {f.name: f for f in ImageTask._meta.concrete_fields}
@@ -685,7 +675,8 @@ def _write_submit_answer_postgres(connection: Any, task_id: Any, values: dict[st
     if sql is None:
         qn = connection.ops.quote_name
         meta = ImageTask._meta
-        column = {name: qn(task_fields[name].column) for name in ("status", "evolink_id")}
+        column = {name: qn(task_fields[name].column)
+                  for name in ("status", "evolink_id", "watched_until")}
         sets = ", ".join(f"{qn(task_fields[name].column)} = %s" for name in values)
         columns = ", ".join(qn(f.column) for f in event_fields)
         casts = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in event_fields)
@@ -696,29 +687,27 @@ def _write_submit_answer_postgres(connection: Any, task_id: Any, values: dict[st
         sql = (
             f"WITH updated AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
             f"WHERE {qn(meta.pk.column)} = %s AND {column['status']} = %s "
-            f"AND {column['evolink_id']} IS NULL RETURNING {qn(meta.pk.column)} AS id), "
+            f"AND {column['evolink_id']} IS NULL "
+            f"RETURNING {qn(meta.pk.column)} AS id, {column['watched_until']} AS watched), "
             f"recorded AS (INSERT INTO {qn(TaskEvent._meta.db_table)} "
             f"({qn(task_column)}, {columns}) "
             f"SELECT updated.id, {casts} FROM updated "
             f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id) "
-            "SELECT recorded.id" + (", pg_notify(%s, %s)::text" if notify else "")
-            + " FROM recorded"
+            "SELECT recorded.id, updated.watched FROM recorded, updated"
         )
         _SUBMIT_SQL[key] = sql
     params = [task_fields[name].get_db_prep_save(value, connection)
               for name, value in values.items()]
-    params += [ImageTask._meta.pk.get_db_prep_value(task_id, connection), Status.QUEUED]
+    params += [ImageTask._meta.pk.get_db_prep_value(work.pk, connection), Status.QUEUED]
     params += [f.get_db_prep_save(f.pre_save(event, add=True), connection)
                for f in event_fields]
-    if notify:
-        params += [live.CHANNEL, str(task_id)]
     with transaction.atomic(using=connection.alias) if connection.in_atomic_block \
             else contextlib.nullcontext(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return False
-    event.pk = row[0]
+    event.pk, work.watched_until = row
     event._state.adding, event._state.db = False, connection.alias
     return True
 

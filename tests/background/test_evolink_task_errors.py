@@ -12,7 +12,7 @@ from django_evolink import services, signals
 from django_evolink.api.serializers import ImageTaskSerializer
 from django_evolink.background import sweep
 from django_evolink.models import ImageTask, Status
-from tests.support.background import SharedClock, db_task, emulated_task, task_gets
+from tests.support.background import SharedClock, db_task, emulated_task, poll_settings, task_gets
 from tests.support.evolink_samples import error_answer
 
 pytestmark = pytest.mark.django_db
@@ -20,9 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def emu_settings(settings, evolink_emulator):
-    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_MIN_INTERVAL": 5.0,
-                        "POLL_MAX_INTERVAL": 300.0}
-    return settings
+    return poll_settings(settings)
 
 
 @pytest.fixture

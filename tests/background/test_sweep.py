@@ -13,16 +13,14 @@ from django_evolink.core.transitions import apply_payload
 from django_evolink.evolink.client import get_client
 from django_evolink.models import EventSource, GeneratedImage, ImageTask, Status, TaskEvent
 from tests.conftest import make_image_bytes
-from tests.support.background import SharedClock, db_task, emulated_task, task_gets
+from tests.support.background import SharedClock, db_task, emulated_task, poll_settings, task_gets
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def emu_settings(settings, evolink_emulator):
-    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_MIN_INTERVAL": 5.0,
-                        "POLL_MAX_INTERVAL": 300.0, "POLL_CONCURRENCY": 4}
-    return settings
+    return poll_settings(settings, POLL_CONCURRENCY=4)
 
 
 def _upload_input(emulator) -> str:

@@ -22,28 +22,45 @@ from django_evolink.models import (
     Status,
     TaskEvent,
 )
-from tests.support.background import SharedClock, db_task, emulated_task
+from tests.support.background import (
+    SharedClock,
+    db_task,
+    emulated_db_task,
+    emulated_db_tasks,
+    poll_settings,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def emu_settings(settings, evolink_emulator):
-    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_MIN_INTERVAL": 5.0,
-                        "POLL_MAX_INTERVAL": 300.0, "POLL_CONCURRENCY": 4,
-                        "POLL_BATCH_SIZE": 50}
-    return settings
+    return poll_settings(settings, POLL_CONCURRENCY=4, POLL_BATCH_SIZE=50)
 
 
 def _sweep_statements(n: int, emu, clock) -> tuple[int, list[ImageTask]]:
-    remotes = [emulated_task(emu, duration=10_000) for _ in range(n)]
-    tasks = [db_task(r.id, status=Status.PROCESSING) for r in remotes]
+    tasks = emulated_db_tasks(emu, n, duration=10_000, status=Status.PROCESSING)
     clock.advance(200)
     with CaptureQueriesContext(connection) as queries:
         counts = sweep.run_sweep()
     assert counts["polled"] == n and counts["changed"] == n and counts["errors"] == 0
     ImageTask.objects.filter(pk__in=[t.pk for t in tasks]).update(status=Status.COMPLETED)
     return len(queries), tasks
+
+
+def _claimed_answers(emu, clock, count: int) -> tuple[str, list[ImageTask], list[tuple]]:
+    """``count`` processing tasks, due and claimed as one batch, and Evolink's answers."""
+    emulated_db_tasks(emu, count, duration=10_000, status=Status.PROCESSING)
+    clock.advance(200)
+    token, claimed = sweep.claim_batch(timezone.now(), 10)
+    return token, claimed, [(t, "ok", emu.tasks[t.evolink_id].to_json()) for t in claimed]
+
+
+def _handle(answers: list[tuple], token: str) -> dict[str, int]:
+    """Apply the claimed batch's ``answers`` as the sweep does; returns its counts."""
+    counts = dict.fromkeys(sweep.COUNT_KEYS, 0)
+    sweep._handle_all(iter(answers), token, counts)
+    return counts
 
 
 @pytest.mark.evolink_emulator(manual_clock=True)
@@ -72,10 +89,8 @@ def test_completions_in_a_batch_record_images_and_signal_once(
     emu = evolink_emulator
     clock = SharedClock(monkeypatch, emu)
     monkeypatch.setattr("django_evolink.background.queue.enqueue_downloads", lambda pk: None)
-    remotes = [emulated_task(emu, duration=1, n=2) for _ in range(4)]
-    slow = emulated_task(emu, duration=10_000)
-    tasks = [db_task(r.id) for r in remotes]
-    running = db_task(slow.id)
+    tasks = emulated_db_tasks(emu, 4, duration=1, n=2)
+    running = emulated_db_task(emu, duration=10_000)
     completed, changed = [], []
 
     def on_completed(sender, task, **kwargs):
@@ -116,23 +131,17 @@ def test_a_malformed_answer_leaves_the_batch_and_is_recorded_as_such(
 ):
     emu = evolink_emulator
     clock = SharedClock(monkeypatch, emu)
-    remotes = [emulated_task(emu, duration=10_000) for _ in range(3)]
-    tasks = [db_task(r.id, status=Status.PROCESSING) for r in remotes]
-    clock.advance(200)
-    token, claimed = sweep.claim_batch(timezone.now(), 10)
-    answers = [(t, "ok", emu.tasks[t.evolink_id].to_json()) for t in claimed]
+    token, claimed, answers = _claimed_answers(emu, clock, 3)
     answers[0] = (claimed[0], "ok", {"id": claimed[0].evolink_id, "status": 12})
     other = {**emu.tasks[claimed[2].evolink_id].to_json(), "id": "task-unified-other"}
     answers[2] = (claimed[2], "ok", other)
-    counts = dict.fromkeys(sweep.COUNT_KEYS, 0)
-    sweep._handle_all(iter(answers), token, counts)
+    counts = _handle(answers, token)
     assert counts["polled"] == 3 and counts["changed"] == 1 and counts["errors"] == 2
     outcomes = {e.task_id: e.outcome for e in TaskEvent.objects.all()}
     assert outcomes == {claimed[0].pk: EventOutcome.MALFORMED,
                         claimed[1].pk: EventOutcome.APPLIED,
                         claimed[2].pk: EventOutcome.WRONG_TASK}
-    assert not ImageTask.objects.filter(pk__in=[t.pk for t in tasks],
-                                        lease_token__isnull=False).exists()
+    assert not ImageTask.objects.filter(lease_token__isnull=False).exists()
 
 
 @pytest.mark.evolink_emulator(manual_clock=True)
@@ -141,12 +150,7 @@ def test_a_batch_that_cannot_be_applied_as_one_is_applied_one_by_one(
 ):
     emu = evolink_emulator
     clock = SharedClock(monkeypatch, emu)
-    remotes = [emulated_task(emu, duration=10_000) for _ in range(4)]
-    for r in remotes:
-        db_task(r.id, status=Status.PROCESSING)
-    clock.advance(200)
-    token, claimed = sweep.claim_batch(timezone.now(), 10)
-    answers = [(t, "ok", emu.tasks[t.evolink_id].to_json()) for t in claimed]
+    token, _claimed, answers = _claimed_answers(emu, clock, 4)
     real = transitions._write_batch
 
     def fail_after_writing(*args, **kwargs):
@@ -154,8 +158,7 @@ def test_a_batch_that_cannot_be_applied_as_one_is_applied_one_by_one(
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(transitions, "_write_batch", fail_after_writing)
-    counts = dict.fromkeys(sweep.COUNT_KEYS, 0)
-    sweep._handle_all(iter(answers), token, counts)
+    counts = _handle(answers, token)
     assert counts["polled"] == 4 and counts["changed"] == 4 and counts["errors"] == 0
     assert TaskEvent.objects.count() == 4  # once each: the batch's inserts were rolled back
     assert TaskEvent.objects.filter(outcome=EventOutcome.APPLIED).count() == 4
@@ -169,16 +172,10 @@ def test_a_lost_lease_in_a_batch_writes_the_answer_not_the_schedule(
 ):
     emu = evolink_emulator
     clock = SharedClock(monkeypatch, emu)
-    remotes = [emulated_task(emu, duration=10_000) for _ in range(3)]
-    for r in remotes:
-        db_task(r.id, status=Status.PROCESSING)
-    clock.advance(200)
-    token, claimed = sweep.claim_batch(timezone.now(), 10)
+    token, claimed, answers = _claimed_answers(emu, clock, 3)
     other = "00000000-0000-0000-0000-00000000000f"
     ImageTask.objects.filter(pk=claimed[0].pk).update(lease_token=other)
-    answers = [(t, "ok", emu.tasks[t.evolink_id].to_json()) for t in claimed]
-    counts = dict.fromkeys(sweep.COUNT_KEYS, 0)
-    sweep._handle_all(iter(answers), token, counts)
+    _handle(answers, token)
     lost = ImageTask.objects.get(pk=claimed[0].pk)
     assert str(lost.lease_token) == other and lost.poll_count == 0 and lost.progress > 0
     for task in ImageTask.objects.exclude(pk=claimed[0].pk):

@@ -10,16 +10,20 @@ from django.core.cache import cache
 from django_evolink.background import queue, sweep, watch
 from django_evolink.core import attention
 from django_evolink.models import EventSource, ImageTask, Status, TaskEvent
-from tests.support.background import SharedClock, db_task, emulated_task, task_gets
+from tests.support.background import (
+    SharedClock,
+    db_task,
+    emulated_db_task,
+    poll_settings,
+    task_gets,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def watch_settings(settings, evolink_emulator):
-    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_MIN_INTERVAL": 5.0,
-                        "POLL_MAX_INTERVAL": 300.0, "WATCH_SECONDS": 60.0,
-                        "WATCH_POLL_INTERVAL": 2.0}
+    poll_settings(settings, WATCH_SECONDS=60.0, WATCH_POLL_INTERVAL=2.0)
     cache.delete(watch.LOOP_KEY)
     yield settings
     cache.delete(watch.LOOP_KEY)
@@ -31,9 +35,8 @@ def test_the_loop_polls_a_watched_task_every_interval_until_it_ends(
 ):
     emu = evolink_emulator
     clock = SharedClock(monkeypatch, emu)
-    remote = emulated_task(emu, duration=20.0)
-    task = db_task(remote.id, due_in=300)  # the backoff would wait five minutes
-    unwatched = db_task(emulated_task(emu, duration=20.0).id, due_in=300)
+    task = emulated_db_task(emu, duration=20.0, due_in=300)  # the backoff would wait five minutes
+    unwatched = emulated_db_task(emu, duration=20.0, due_in=300)
     assert attention.watch(task)
     monkeypatch.setattr(queue, "enqueue_watch", lambda: pytest.fail("no successor needed"))
     slept: list[float] = []
@@ -46,7 +49,7 @@ def test_the_loop_polls_a_watched_task_every_interval_until_it_ends(
     task.refresh_from_db()
     assert task.status == Status.COMPLETED and counts["completed"] == 1
     # one status request per watched interval: ~20 s / 2 s, not one a minute
-    assert 9 <= task_gets(emu, remote.id) <= 12
+    assert 9 <= task_gets(emu, task.evolink_id) <= 12
     assert all(s <= 2.0 for s in slept)
     progress = list(TaskEvent.objects.filter(task=task, source=EventSource.POLL)
                     .values_list("payload__progress", flat=True))
@@ -62,15 +65,14 @@ def test_many_viewers_and_loops_poll_a_task_once_per_interval(
 ):
     emu = evolink_emulator
     clock = SharedClock(monkeypatch, emu)
-    remote = emulated_task(emu, duration=60.0)
-    task = db_task(remote.id, due_in=300)
+    task = emulated_db_task(emu, duration=60.0, due_in=300)
     for _ in range(10):  # ten viewers
         attention.watch(task)
     clock.advance(2)
     first = sweep.poll_watched_tasks()
     second = sweep.poll_watched_tasks()  # another worker's loop, same moment
     assert first["polled"] == 1 and second["claimed"] == 0
-    assert task_gets(emu, remote.id) == 1
+    assert task_gets(emu, task.evolink_id) == 1
     task.refresh_from_db()
     assert task.next_poll_at == clock.now + dt.timedelta(seconds=2)
     # once nobody watches any more, the backoff applies again
@@ -102,7 +104,7 @@ def test_ensure_loop_starts_one_chain(settings, monkeypatch):
 def test_the_loop_hands_over_when_its_time_is_up(evolink_emulator, watch_settings,
                                                  monkeypatch):
     SharedClock(monkeypatch, evolink_emulator)
-    task = db_task(emulated_task(evolink_emulator, duration=60.0).id, due_in=300)
+    task = emulated_db_task(evolink_emulator, duration=60.0, due_in=300)
     attention.watch(task)
     successors: list[bool] = []
     monkeypatch.setattr(queue, "enqueue_watch", lambda: successors.append(True))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from django_evolink.core import live
+from django_evolink.core import live, transitions
 from django_evolink.exceptions import EvolinkConfigurationError
+from django_evolink.models import EventSource, ImageTask, Status
+from tests.support.evolink_samples import task_answer
 
 REDIS_URL = "redis://127.0.0.1:6379/6"
 
@@ -64,3 +68,75 @@ def test_redis_pubsub_wakes_a_subscription(settings):
         sub.close()
         other.close()
     assert live.hub.wait_idle()  # the listener ends with the last stream
+
+
+# ------------------------------------------------------------ what is announced
+
+
+def _announced_tasks(path: str) -> tuple[list, list]:
+    """Two tasks of the same state, the first watched by its row only (the instances
+    keep ``watched_until`` None: the row's mark as the change is written decides);
+    applies one change to each by ``path``; returns (tasks, results)."""
+    submit = path == "submit"
+    ids = [f"task-unified-1757156493-live{i}" for i in range(2)]
+    tasks = [ImageTask.objects.create(
+        model="wan2.5-image-to-image", prompt="a cat", image_urls=["https://example.com/a.png"],
+        n=1, submit_started_at=timezone.now(),
+        **({} if submit else {"evolink_id": evolink_id, "status": Status.PENDING}))
+        for evolink_id in ids]
+    ImageTask.objects.filter(pk=tasks[0].pk).update(
+        watched_until=timezone.now() + timedelta(seconds=30))
+    answers = [task_answer(evolink_id, status="pending" if submit else "processing")
+               for evolink_id in ids]
+    if submit:
+        results = [transitions.apply_submit_answer(t, a)
+                   for t, a in zip(tasks, answers, strict=True)]
+    elif path == "batch":
+        results = transitions.apply_answers(
+            [transitions.Answer(t.pk, a, transitions.parse_payload(a))
+             for t, a in zip(tasks, answers, strict=True)], source=EventSource.POLL)
+    else:
+        results = [transitions.apply_payload(t.pk, a, source=EventSource.POLL)
+                   for t, a in zip(tasks, answers, strict=True)]
+    return tasks, results
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["one answer", "batch", "submit"])
+def test_every_apply_path_announces_a_change_only_while_its_task_is_watched(
+    path, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    # a channel that can wake a stream (publishing itself is replaced: no Redis needed)
+    settings.EVOLINK = {**settings.EVOLINK, "EVENTS_CHANNEL": "redis",
+                        "EVENTS_REDIS_URL": REDIS_URL}
+    published: list = []
+    monkeypatch.setattr(live, "publish", published.append)
+    monkeypatch.setattr(live, "publish_many", published.extend)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks, results = _announced_tasks(path)
+    assert [r.changed for r in results] == [True, True]
+    assert published == [tasks[0].pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["one answer", "batch", "submit"])
+def test_postgres_notify_only_for_a_watched_task(path, settings):
+    """The real channel: a watched task's change is NOTIFYed at commit, an unwatched
+    task's (the submit's one-statement write included) is not."""
+    import psycopg
+
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL-only")
+    settings.EVOLINK = {**settings.EVOLINK, "EVENTS_CHANNEL": "auto"}
+    params = connection.settings_dict
+    listener = psycopg.connect(host=params["HOST"], port=params["PORT"] or 5432,
+                               user=params["USER"], dbname=params["NAME"], autocommit=True)
+    try:
+        listener.execute(f"LISTEN {live.CHANNEL}")
+        tasks, results = _announced_tasks(path)
+        heard = [n.payload for n in listener.notifies(timeout=1.0)]
+    finally:
+        listener.close()
+    assert [r.changed for r in results] == [True, True]
+    assert heard == [str(tasks[0].pk)]

@@ -220,10 +220,11 @@ def test_a_create_writes_the_row_then_one_guarded_update_and_its_event(
            if not q["sql"].upper().startswith(CONTROL)]
     assert not any("FOR UPDATE" in s or s.startswith("SELECT") for s in sql), sql
     assert sql[0].startswith('INSERT INTO "django_evolink_imagetask"'), sql
-    if connection.vendor == "postgresql":  # one statement: UPDATE, event INSERT, NOTIFY
+    if connection.vendor == "postgresql":  # one statement: UPDATE, event INSERT
         assert len(sql) == 2 and sql[1].startswith(
             'WITH updated AS (UPDATE "django_evolink_imagetask"'), sql
-        assert 'INSERT INTO "django_evolink_taskevent"' in sql[1] and "pg_notify" in sql[1]
+        assert 'INSERT INTO "django_evolink_taskevent"' in sql[1]
+        assert "pg_notify" not in sql[1]  # nobody watches the new task: nothing announced
     else:
         kinds = [s.split()[0].upper() + " " + s.split('"')[1] for s in sql[1:]]
         assert kinds == ["UPDATE django_evolink_imagetask", "INSERT django_evolink_taskevent"]
@@ -285,15 +286,18 @@ def test_a_submit_answer_that_is_not_a_plain_acceptance_takes_the_general_path(a
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_postgres_submit_answer_statement_notifies_and_stores_the_event(rsps, user):
-    """The single statement's parts: the row, the event (every column as the ORM would
-    store it) and the NOTIFY an event stream waits for, delivered at commit."""
+@pytest.mark.parametrize("watched", [True, False])
+def test_postgres_submit_answer_statement_stores_the_event_and_notifies_a_watched_task(
+        rsps, user, watched):
+    """The single statement's parts: the row and the event (every column as the ORM would
+    store it); the NOTIFY an event stream waits for, delivered at commit, only when the
+    task is watched (here: marked by a viewer while the create was on its way)."""
     import psycopg
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("the one-statement submit write is PostgreSQL's")
-    from django_evolink.core import live
+    from django_evolink.core import attention, live
 
     settings_dict = connection.settings_dict
     listener = psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"] or 5432,
@@ -301,12 +305,19 @@ def test_postgres_submit_answer_statement_notifies_and_stores_the_event(rsps, us
                                autocommit=True)
     try:
         listener.execute(f"LISTEN {live.CHANNEL}")
-        rsps.post(CREATE, json=task_answer())
+
+        def answer(request):  # the claimed row is committed before the POST
+            if watched:
+                attention.watch(ImageTask.objects.get())
+            return 200, {}, json.dumps(task_answer())
+
+        rsps.add_callback(responses.POST, CREATE, callback=answer,
+                          content_type="application/json")
         task = services.create_task(prompt="a cat", image_urls=URLS, n=1, user=user)
-        heard = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+        heard = [n.payload for n in listener.notifies(timeout=1.0)]
     finally:
         listener.close()
-    assert heard == [str(task.pk)]
+    assert heard == ([str(task.pk)] if watched else [])
     event = ImageTask.objects.get(pk=task.pk).events.get()
     assert event.payload == task_answer() and event.headers == {}
     assert event.remote_addr is None and event.note == "" and event.received_at is not None

@@ -56,6 +56,27 @@ def db_task(evolink_id: str | None, *, status: str = Status.PENDING, due_in: flo
     return ImageTask.objects.create(**fields)
 
 
+def emulated_db_task(emulator, *, duration: float = 30.0, n: int = 1,
+                     outcome: str = "completed", **db_fields) -> ImageTask:
+    """A task put straight into the emulator (:func:`emulated_task`) and its ImageTask
+    (:func:`db_task`, with ``db_fields``)."""
+    remote = emulated_task(emulator, duration=duration, n=n, outcome=outcome)
+    return db_task(remote.id, **db_fields)
+
+
+def emulated_db_tasks(emulator, count: int, **kwargs) -> list[ImageTask]:
+    """``count`` tasks of :func:`emulated_db_task` (same arguments)."""
+    return [emulated_db_task(emulator, **kwargs) for _ in range(count)]
+
+
+def poll_settings(settings, **extra):
+    """``settings.EVOLINK`` for the poll tests: no retries, a 5 to 300 s backoff, and
+    ``extra``; returns ``settings``."""
+    settings.EVOLINK = {**settings.EVOLINK, "MAX_RETRIES": 0, "POLL_MIN_INTERVAL": 5.0,
+                        "POLL_MAX_INTERVAL": 300.0, **extra}
+    return settings
+
+
 def task_gets(emulator, evolink_id: str) -> int:
     """Status requests the emulator received for one task."""
     return emulator.requests.count("GET", f"/v1/tasks/{evolink_id}")
