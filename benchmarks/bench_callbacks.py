@@ -12,6 +12,11 @@ while the tasks are re-fetched from the emulator (its own process, no added late
 Checks: every delivery answered 200 and recorded (``TaskEvent``), every task completed
 exactly once with its image row (no lost update).
 
+CPU per delivery (issue 16): in this process, Django's test client posts trusted
+deliveries (and as many baseline requests) through the whole request handler; the CPU
+is this process's (``time.process_time``) plus that of the PostgreSQL backend serving
+its connection (``utime + stime`` from ``/proc/<pid>/stat``), per request.
+
     python benchmarks/bench_callbacks.py           # 2,000 deliveries, PostgreSQL
     python benchmarks/bench_callbacks.py --quick   # 200 deliveries
 """
@@ -167,6 +172,50 @@ def verify(tasks: list[tuple], sent: int, trusted: bool) -> dict:
     return result
 
 
+def backend_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a local process (a PostgreSQL backend), from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(count: int, rng: random.Random) -> dict[str, dict[str, float]]:
+    """CPU ms per request in this process and its PostgreSQL backend: trusted callback
+    deliveries of ``count`` tasks (3 each + 10 %) and as many baseline requests."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    tasks, base_tasks = make_tasks("cpu", count), make_tasks("cpubase", count)
+    total = round(count * 3 * 1.1)
+    series = {
+        "baseline": [(f"/bench/baseline/{base_tasks[i % count][0]}/",
+                      json.dumps({"progress": i % 100}).encode()) for i in range(total)],
+        "trusted": deliveries(tasks, total, rng),
+    }
+    client = Client()  # keeps its database connection between requests
+    figures: dict[str, dict[str, float]] = {}
+    with override_settings(EVOLINK={**settings.EVOLINK, "TRUST_CALLBACK_BODY": True}):
+        for name, requests_ in series.items():
+            warm = requests_[:20]
+            for path, body in warm:  # imports, the connection, prepared statements
+                client.post(path, body, content_type="application/json")
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+            python0, database0 = time.process_time(), backend_cpu_seconds(pid)
+            for path, body in requests_[20:]:
+                response = client.post(path, body, content_type="application/json")
+                assert response.status_code == 200, response.content[:200]
+            n = len(requests_) - 20
+            python_ms = (time.process_time() - python0) / n * 1000
+            database_ms = (backend_cpu_seconds(pid) - database0) / n * 1000
+            figures[name] = {"python_ms": python_ms, "database_ms": database_ms,
+                             "total_ms": python_ms + database_ms, "requests": n}
+    return figures
+
+
 def rate_rows(bench: str, measured: dict, base: dict, least: float) -> list[dict]:
     """The figures of one callback run of :func:`load` against the baseline's: callbacks/s
     (target: at least ``least`` times the baseline's requests/s), p50 and p99 latency."""
@@ -238,6 +287,16 @@ def run(total: int, refetch: bool) -> list[dict]:
         ]
         details = {"baseline": base, "trusted": trusted, "trusted_check": check,
                    "tasks": count}
+
+        cpu = cpu_per_request(min(count, 200), rng)
+        for part, label in (("total_ms", "CPU per request, in-process + PostgreSQL backend"),
+                            ("python_ms", "CPU per request, Python (request handler)"),
+                            ("database_ms", "CPU per request, PostgreSQL backend")):
+            rows.append(common.row(bench, label, round(cpu["trusted"][part], 2), "ms",
+                                   baseline=round(cpu["baseline"][part], 2)))
+        print(f"CPU per request (ms): {cpu}", flush=True)
+        details["cpu_per_request"] = cpu
+        connection.close()
 
         if refetch:
             from django_evolink.models import ImageTask
