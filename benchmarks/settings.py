@@ -109,8 +109,10 @@ EVOLINK = {
     "TASK_TIMEOUT": 30 * 86400.0,
 }
 
+# timeout above the longest download job of the allowed models (check W013: 15 images, 4 at
+# a time, 35 s each = 140 s)
 Q_CLUSTER = {"name": "bench", "orm": "default", "sync": os.environ.get("BENCH_Q_SYNC") == "1",
-             "timeout": 60, "retry": 120}
+             "timeout": 150, "retry": 210}
 
 LOGGING = {
     "version": 1,
