@@ -39,13 +39,13 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from ..core import tokens
+from ..core import rows, tokens
 from ..core.models import EventOutcome, EventSource, ImageTask, TaskEvent
 from ..core.services import body_is_trusted, fetch_and_apply
 from ..core.transitions import (
@@ -111,45 +111,10 @@ class CallbackTokenMixin:
         return task
 
 
-#: The token lookup per (database alias, locked): its SQL, the model's field names in the
-#: order selected and the database converters by position, worked out once.
-_LOOKUP: dict[tuple[str, bool], tuple[str, list[str], dict[int, Any]]] = {}
-
-
 def task_by_token_hash(digest: str, *, for_update: bool = False) -> ImageTask | None:
     """The task whose callback token hashes to ``digest`` (``for_update``: its row locked,
-    inside the caller's transaction), in one statement that Django compiles once per
-    database; the row becomes a model instance as the ORM makes it (``from_db`` after the
-    backend's converters). On the callback's hot path the ORM's query compiler and the
-    raw query's column mapping cost more CPU than the statement itself."""
-    alias = router.db_for_write(ImageTask) if for_update else router.db_for_read(ImageTask)
-    connection = connections[alias]
-    key = (alias, for_update)
-    lookup = _LOOKUP.get(key)
-    if lookup is None:
-        tasks = ImageTask.objects.using(alias).filter(callback_token_hash=digest)
-        if for_update:
-            tasks = tasks.select_for_update()
-        compiler = tasks[:1].query.get_compiler(alias)
-        sql, params = compiler.as_sql()
-        columns = [column for column, _sql, _alias in compiler.select]
-        names = [column.target.attname for column in columns]
-        if list(params) != [digest] or names != [
-                f.attname for f in ImageTask._meta.concrete_fields]:
-            return tasks.first()  # not the plain statement expected: the ORM's own way
-        lookup = (sql, names, compiler.get_converters(columns))
-        _LOOKUP[key] = lookup
-    sql, names, converters = lookup
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [digest])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    for position, (functions, expression) in converters.items():
-        for convert in functions:
-            values[position] = convert(values[position], expression, connection)
-    return ImageTask.from_db(alias, names, values)
+    inside the caller's transaction), read with SQL compiled once (:mod:`.core.rows`)."""
+    return rows.task_by("callback_token_hash", digest, for_update=for_update)
 
 
 @method_decorator(csrf_exempt, name="dispatch")

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..evolink.payloads import PayloadError, Update, parse_payload, storable
-from . import hooks, live, tokens
+from . import hooks, live, rows, tokens
 from .models import (
     FINAL_STATUSES,
     STATUS_RANK,
@@ -240,7 +240,7 @@ def _apply(
     ``bookkeeping``: see :func:`apply_payload`; its fields are written by the same UPDATE.
     """
     now = timezone.now()
-    task = locked if locked is not None else ImageTask.objects.select_for_update().get(pk=task_id)
+    task = locked if locked is not None else rows.locked_task(task_id)
     old = task.status
     fields: list[str]
     if error is not None:

@@ -359,31 +359,3 @@ def test_trusted_bodies_for_another_task_answer_400(client, settings):
     task.refresh_from_db()
     assert task.status == "processing"
 
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("for_update", [False, True])
-def test_the_token_lookup_makes_the_same_task_as_the_orm(for_update):
-    """The lookup runs its cached SQL and applies the backend's converters itself: every
-    field (UUID, JSON, decimals, dates, the user) must come out as the ORM's own read."""
-    from decimal import Decimal
-
-    from django.db import transaction
-
-    from django_evolink.core import tokens
-
-    task, raw = make_task(
-        params={"size": "16:9", "nested": {"a": [1, 2.5, None]}},
-        credits_reserved=Decimal("1.25"), credits_estimated=Decimal("2.50"),
-        submitted_at=timezone.now(), input_files=[{"name": "in.png", "bytes": 12}],
-    )
-    digest = tokens.hash_token(raw)
-    with transaction.atomic():
-        found = callbacks.task_by_token_hash(digest, for_update=for_update)
-        again = callbacks.task_by_token_hash(digest, for_update=for_update)  # cached SQL
-    expected = ImageTask.objects.get(pk=task.pk)
-    for field in ImageTask._meta.concrete_fields:
-        assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
-        assert type(getattr(found, field.attname)) is type(getattr(expected, field.attname))
-    assert again.pk == task.pk and not found._state.adding
-    assert found._state.db == expected._state.db
-    assert callbacks.task_by_token_hash(tokens.hash_token("unknown")) is None
