@@ -1,6 +1,7 @@
 """Shared fixtures of the django-evolink test suite (helpers live in tests/support/)."""
 
 import io
+import os
 
 import pytest
 from django.db import connection
@@ -9,12 +10,17 @@ from PIL import Image
 
 
 def make_image_bytes(width: int = 512, height: int = 512, fmt: str = "PNG", mode: str = "RGB",
-                     color=(200, 80, 40)) -> bytes:
-    """A real image of the given size and format, as bytes."""
+                     color=(200, 80, 40), *, noisy: bool = False) -> bytes:
+    """A real image of the given size and format, as bytes; ``noisy``: random RGB pixels,
+    like a photo, so that its data fills most of the file."""
     if mode == "RGBA" and len(color) == 3:
         color = (*color, 128)
+    if noisy:
+        image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        image = Image.new(mode, (width, height), color)
     buf = io.BytesIO()
-    Image.new(mode, (width, height), color).save(buf, format=fmt)
+    image.save(buf, format=fmt)
     return buf.getvalue()
 
 

@@ -105,16 +105,11 @@ class CallbackTokenMixin:
         transaction), so that the apply does not read it again."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Http404("unknown callback")
-        task = task_by_token_hash(tokens.hash_token(token), for_update=for_update)
+        task = rows.task_by("callback_token_hash", tokens.hash_token(token),
+                            for_update=for_update)
         if task is None or not tokens.token_matches(token, task.callback_token_hash):
             raise Http404("unknown callback")
         return task
-
-
-def task_by_token_hash(digest: str, *, for_update: bool = False) -> ImageTask | None:
-    """The task whose callback token hashes to ``digest`` (``for_update``: its row locked,
-    inside the caller's transaction), read with SQL compiled once (:mod:`.core.rows`)."""
-    return rows.task_by("callback_token_hash", digest, for_update=for_update)
 
 
 @method_decorator(csrf_exempt, name="dispatch")

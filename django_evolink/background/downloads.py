@@ -432,19 +432,17 @@ def _store_over_existing(image: GeneratedImage, buf: File, info: dict[str, Any])
 
 
 def _record_stored(image: GeneratedImage, saved: str, info: dict[str, Any]) -> str:
-    now = timezone.now()
+    values = {"file": saved, "width": info["width"], "height": info["height"],
+              "downloaded_at": timezone.now(), "next_download_at": None, "download_error": ""}
     written = GeneratedImage.objects.filter(pk=image.pk, file="").update(
-        file=saved, width=info["width"], height=info["height"], downloaded_at=now,
-        next_download_at=None, download_error="", download_attempts=F("download_attempts") + 1,
-    )
+        **values, download_attempts=F("download_attempts") + 1)
     if not written:  # another worker recorded the image first: keep its file only
         image.refresh_from_db(fields=["file"])
         if image.file.name != saved:
             conf.storage().delete(saved)
         return "already"
-    image.file.name = saved
-    image.width, image.height, image.downloaded_at = info["width"], info["height"], now
-    image.next_download_at, image.download_error = None, ""
+    for name, value in values.items():  # the row as written, without reading it back
+        setattr(image, name, value)
     image.download_attempts += 1
     live.announce_change(image.task_id)  # the image's url changed: streams send the task
     return "stored"

@@ -18,14 +18,21 @@ pytestmark = pytest.mark.django_db
 PUBLIC = "https://93.184.216.34"  # a public address literal: no DNS needed
 
 
-def _image(url: str, **extra) -> GeneratedImage:
+def _task_with_images(urls: list[str], **extra):
+    """A completed task whose results are ``urls``, due for download (``extra``: fields of
+    every image)."""
     task = db_task("task-unified-0-" + str(GeneratedImage.objects.count()),
                    status=Status.COMPLETED, next_poll_at=None)
     now = timezone.now()
-    fields = {"source_url": url, "source_expires_at": now + dt.timedelta(hours=24),
-              "next_download_at": now}
-    fields.update(extra)
-    return GeneratedImage.objects.create(task=task, index=0, **fields)
+    for index, url in enumerate(urls):
+        fields = {"source_url": url, "source_expires_at": now + dt.timedelta(hours=24),
+                  "next_download_at": now, **extra}
+        GeneratedImage.objects.create(task=task, index=index, **fields)
+    return task
+
+
+def _image(url: str, **extra) -> GeneratedImage:
+    return _task_with_images([url], **extra).images.get()
 
 
 def test_emulator_results_stored_once_with_signal(evolink_emulator,
@@ -149,15 +156,7 @@ def test_two_workers_racing_store_one_file():
 
 
 def _noisy(fmt: str, side: int = 200) -> bytes:
-    """A photo-like image (random pixels), so its data fills most of the file."""
-    import io
-    import os
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buf, format=fmt)
-    return buf.getvalue()
+    return make_image_bytes(side, side, fmt, noisy=True)
 
 
 def _flip_middle_byte(data: bytes) -> bytes:
@@ -198,15 +197,7 @@ def test_an_intact_photo_like_image_is_stored_with_its_size(fmt):
 
 
 def _completed_task_with_images(count: int):
-    task = db_task("task-unified-par-" + str(GeneratedImage.objects.count()),
-                   status=Status.COMPLETED, next_poll_at=None)
-    now = timezone.now()
-    for index in range(count):
-        GeneratedImage.objects.create(task=task, index=index,
-                                      source_url=f"{PUBLIC}/r{index}.png",
-                                      source_expires_at=now + dt.timedelta(hours=24),
-                                      next_download_at=now)
-    return task
+    return _task_with_images([f"{PUBLIC}/r{index}.png" for index in range(count)])
 
 
 def test_the_images_of_a_task_are_fetched_side_by_side(monkeypatch):
@@ -248,14 +239,28 @@ def test_fetch_errors_of_parallel_downloads_are_in_the_jobs_language(monkeypatch
 
 
 def test_a_downloaded_file_is_moved_into_a_file_system_storage_and_no_temp_file_stays(
-        settings, tmp_path):
+        settings, tmp_path, monkeypatch):
+    from django.core.files.storage import filesystem
+
     temp_dir = tmp_path / "upload-temp"
     temp_dir.mkdir()
     settings.FILE_UPLOAD_TEMP_DIR = str(temp_dir)
+    moved = []
+    move = filesystem.file_move_safe
+
+    def spied_move(old, new, *args, **kwargs):
+        moved.append((old, new))
+        return move(old, new, *args, **kwargs)
+
+    monkeypatch.setattr(filesystem, "file_move_safe", spied_move)
     with responses.RequestsMock() as mocked:
         mocked.get(f"{PUBLIC}/r0.png", body=_noisy("PNG"))
         mocked.get(f"{PUBLIC}/r1.png", body=b"<html>not an image</html>")
         task = _completed_task_with_images(2)
         counts = downloads.download_task_images(task.pk)
     assert counts["stored"] == 1 and counts["failed"] == 1
+    stored = task.images.get(index=0)
+    # the temporary file itself became the stored one (moved, not copied)
+    [(old, new)] = moved
+    assert old.startswith(str(temp_dir)) and new == stored.file.path
     assert list(temp_dir.iterdir()) == []  # moved (stored) or deleted (refused)
