@@ -12,15 +12,17 @@ views, has a fixed :meth:`CallbackView.post` and keeps the authentication apart 
    (body, headers with secrets redacted, remote address) before anything is applied, so
    it survives any later failure (the view is not wrapped in ``ATOMIC_REQUESTS``): in
    its own write when the task is re-fetched (its outcome written by the transaction
-   that applies Evolink's answer); with a trusted body by the transaction that finds and
-   locks the task by its token and applies it (alone, as ``error``, when the apply
-   fails), and answered only after that commit;
+   that applies Evolink's answer); with a trusted body by the write that applies it
+   (alone, as ``error``, when the apply fails), and answered only after that commit;
 3. **check**: a body that is not a task object, or is about another task, answers 400
    and changes nothing (the event keeps its outcome);
 4. **apply**: by default (``TRUST_CALLBACK_BODY = False``) the body is only a hint:
    the task is fetched from Evolink and *that* answer is applied, as a second event, so
    a leaked URL cannot inject images or statuses. With ``TRUST_CALLBACK_BODY = True``
-   the body itself is applied. Either way the one transition function
+   the body itself is applied, to the task the token lookup has just read: written only
+   while the row still holds what was read, with its event, in one statement on
+   PostgreSQL (``apply_payload(optimistic=True)``; a row changed meanwhile takes the
+   locked path). Either way the one transition function
    (:func:`~django_evolink.transitions.apply_payload`) applies it forward-only, so
    duplicates and stale deliveries answer 200 and change nothing.
 
@@ -98,15 +100,11 @@ def client_address(request: HttpRequest) -> str | None:
 class CallbackTokenMixin:
     """Authenticates a callback by the per-task token in its URL."""
 
-    def validate_request(self, request: HttpRequest, token: str, *,
-                         for_update: bool = False) -> ImageTask:
-        """The task whose callback token is ``token``, or :class:`Http404`.
-        ``for_update``: lock its row (``SELECT ... FOR UPDATE``, inside the caller's
-        transaction), so that the apply does not read it again."""
+    def validate_request(self, request: HttpRequest, token: str) -> ImageTask:
+        """The task whose callback token is ``token``, or :class:`Http404`."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Http404("unknown callback")
-        task = rows.task_by("callback_token_hash", tokens.hash_token(token),
-                            for_update=for_update)
+        task = rows.task_by("callback_token_hash", tokens.hash_token(token))
         if task is None or not tokens.token_matches(token, task.callback_token_hash):
             raise Http404("unknown callback")
         return task
@@ -118,8 +116,6 @@ class CallbackView(CallbackTokenMixin, View):
     """Receives Evolink's callbacks. Subclasses customise the hooks, not :meth:`post`."""
 
     http_method_names = ["post"]
-    #: True while :meth:`receive_trusted` holds the task's row locked in its transaction.
-    task_locked = False
 
     # -- the fixed flow ----------------------------------------------------------------
     def post(self, request: HttpRequest, token: str) -> JsonResponse:
@@ -161,28 +157,22 @@ class CallbackView(CallbackTokenMixin, View):
         return self.answer(200, {"received": True, "outcome": outcome})
 
     def receive_trusted(self, request: HttpRequest, token: str) -> JsonResponse:
-        """``TRUST_CALLBACK_BODY = True``: one transaction finds the task by its token and
-        locks it (one statement), records the delivery and applies it; answered after
-        its commit. When the apply fails it is rolled back as a whole and the delivery
+        """``TRUST_CALLBACK_BODY = True``: the token lookup reads the task, and the
+        delivery is recorded by the write that applies it (:meth:`apply`); answered after
+        that commit. When the apply fails nothing of it is written and the delivery is
         recorded alone, as ``error``."""
-        task: ImageTask | None = None
-        event: TaskEvent | None = None
         try:
-            with transaction.atomic():
-                try:
-                    task = self.validate_request(request, token, for_update=True)
-                except Http404:
-                    return self.answer(404, {"detail": "Unknown callback URL."})
-                self.task_locked = True
-                event, problem = self.record(request, task, defer=True)
-                if problem is not None:
-                    return problem
-                outcome = self.apply(task, self._parsed_body, event)
-                if event.pk is None:  # an overridden apply() did not record it
-                    finish_event(event, outcome=outcome)
+            task = self.validate_request(request, token)
+        except Http404:
+            return self.answer(404, {"detail": "Unknown callback URL."})
+        event, problem = self.record(request, task, defer=True)
+        if problem is not None:
+            return problem
+        try:
+            outcome = self.apply(task, self._parsed_body, event)
+            if event.pk is None:  # an overridden apply() did not record it
+                finish_event(event, outcome=outcome)
         except Exception as exc:
-            if task is None or event is None:
-                raise  # the lookup itself failed: post() answers 503
             logger.exception("Applying a callback delivery of task %s failed", task.pk)
             self.after_failure(task, event, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, EvolinkError):
@@ -190,8 +180,6 @@ class CallbackView(CallbackTokenMixin, View):
                     503, {"detail": "Could not confirm the task with Evolink; retry later."}
                 )
             return self.answer(503, {"detail": "The callback could not be applied now."})
-        finally:
-            self.task_locked = False
         return self.answer(200, {"received": True, "outcome": outcome})
 
     def record(self, request: HttpRequest, task: ImageTask, *, defer: bool
@@ -282,7 +270,7 @@ class CallbackView(CallbackTokenMixin, View):
             except PayloadError:
                 update = None  # recorded as such by apply_payload
             result = apply_payload(task, body, source=EventSource.CALLBACK, event=event,
-                                   update=update, locked=self.task_locked)
+                                   update=update, optimistic=update is not None)
             return result.outcome
         hint = self.classify_hint(task, body)
         if task.is_final:
@@ -292,19 +280,17 @@ class CallbackView(CallbackTokenMixin, View):
             note_callback_received(task)
             return hint
 
-        def record_delivery(result: ApplyResult) -> None:
-            # in the apply's transaction: the delivery's outcome commits with the answer
-            self.set_outcome(
-                event, hint,
-                f"used as a hint only; verified by fetching the task (event "
-                f"{result.event.pk}: {result.outcome})",
-                before, result.new_status,
-            )
+        def record_delivery(result: ApplyResult) -> tuple[TaskEvent, dict[str, Any]]:
+            # written with the apply of Evolink's answer: they commit together
+            note = f"used as a hint only; verified by fetching the task ({result.outcome})"
+            return event, {"outcome": hint, "changed": False, "status_before": before,
+                           "status_after": result.new_status,
+                           "note": (event.note + "\n" + note).strip()}
 
         result = fetch_and_apply(
             task, source=EventSource.CALLBACK,
             note=f"Evolink's answer, fetched to verify callback event {event.pk}",
-            then=record_delivery,
+            finish=record_delivery, optimistic=True,
         )
         return result.outcome
 

@@ -1,4 +1,4 @@
-"""Reading one task row on the hot paths, with SQL Django compiles once.
+"""Reading and writing one task row on the hot paths, with SQL Django compiles once.
 
 A callback finds its task by the token's hash, and every apply locks its task by primary
 key; both are one plain ``SELECT`` (``... FOR UPDATE`` when locking) whose SQL never
@@ -6,16 +6,22 @@ changes. Compiling it through the ORM on every call cost more CPU than running i
 :func:`task_by` compiles it once per (database, field, locking), runs it on a cursor and
 makes the instance as the ORM does: the backend's converters, then ``Model.from_db``.
 Whatever does not compile to that plain statement is read the ORM's own way.
+
+An answer applied to a row read without a lock is written by :func:`write_guarded`: a
+compare-and-set of the columns the merge read, with the event (and result images) it
+records - on PostgreSQL one statement, so one round trip and one commit.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
-from django.db import connections, router
-from django.db.models import Field
+from django.db import connections, router, transaction
+from django.db.models import Field, Model
 
-from .models import ImageTask
+from .models import GeneratedImage, ImageTask, TaskEvent
 
 #: Per (database alias, field, locked): the SQL, the field names in the order selected,
 #: and the converters by position.
@@ -67,3 +73,154 @@ def locked_task(pk: Any) -> ImageTask:
     if task is None:
         raise ImageTask.DoesNotExist(f"ImageTask matching pk={pk!r} does not exist.")
     return task
+
+
+#: The statements of :func:`_write_guarded_postgres`, by (database, written fields,
+#: guarded fields, number of images, fields of the stored event finished).
+_GUARDED_SQL: dict[tuple[str, tuple[str, ...], tuple[str, ...], int, tuple[str, ...]], str] = {}
+
+#: A stored event and the values to write to it.
+Finish = tuple[TaskEvent, dict[str, Any]]
+
+
+def write_guarded(task: ImageTask, values: dict[str, Any], guard: dict[str, Any],
+                  event: TaskEvent, images: Sequence[GeneratedImage] = (), *,
+                  finish: Finish | None = None, read_watch: bool = True) -> bool:
+    """Write ``values`` to the row of ``task`` only while its columns still hold
+    ``guard`` (compare-and-set, ``None`` meaning NULL), and insert ``event`` and ``images``
+    with it (``finish``: and update that stored event, e.g. the callback delivery a
+    re-fetch verified): all or nothing. Returns False, with nothing written, when the row
+    changed meanwhile (or is gone).
+
+    When it is written, ``event`` is saved and ``task.watched_until`` is the row's as the
+    write found it (a watch mark written meanwhile waits for the row's lock, so it is
+    seen): on PostgreSQL one statement (``UPDATE ... RETURNING`` feeding the inserts, a
+    savepoint inside a caller's transaction); elsewhere one transaction of the ORM's
+    statements (``read_watch=False`` spares the read of the mark there).
+    """
+    alias = router.db_for_write(ImageTask)
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        written = _write_guarded_postgres(connection, task, values, guard, event, images,
+                                          finish)
+    else:
+        written = _write_guarded_orm(alias, task, values, guard, event, images, finish,
+                                     read_watch)
+    if written and finish is not None:
+        for name, value in finish[1].items():
+            setattr(finish[0], name, value)
+    return written
+
+
+def _write_guarded_orm(alias: str, task: ImageTask, values: dict[str, Any],
+                       guard: dict[str, Any], event: TaskEvent,
+                       images: Sequence[GeneratedImage], finish: Finish | None,
+                       read_watch: bool) -> bool:
+    """:func:`write_guarded` as one transaction of the ORM's statements."""
+    try:
+        with transaction.atomic(using=alias):
+            matching = ImageTask.objects.using(alias).filter(pk=task.pk, **guard)
+            if matching.update(**values) != 1:
+                return False
+            event.save(force_insert=True, using=alias)
+            if images:
+                GeneratedImage.objects.using(alias).bulk_create(images, ignore_conflicts=True)
+            if finish is not None:
+                TaskEvent.objects.using(alias).filter(pk=finish[0].pk).update(**finish[1])
+            if read_watch:
+                task.watched_until = ImageTask.objects.using(alias).filter(
+                    pk=task.pk).values_list("watched_until", flat=True).get()
+    except Exception:
+        event.pk, event._state.adding = None, True  # its insert was rolled back
+        raise
+    return True
+
+
+def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, Any],
+                            guard: dict[str, Any], event: TaskEvent,
+                            images: Sequence[GeneratedImage], finish: Finish | None) -> bool:
+    """:func:`write_guarded` as one statement: the inserts select from the UPDATE's
+    ``RETURNING``, so they happen only when it matched."""
+    task_fields = {f.name: f for f in ImageTask._meta.concrete_fields}
+    event_fields = _inserted_fields(TaskEvent)
+    image_fields = _inserted_fields(GeneratedImage)
+    finished = finish[1] if finish is not None else {}
+    key = (connection.alias, tuple(values), tuple(guard), len(images), tuple(finished))
+    sql = _GUARDED_SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+
+        def cast(f: Field) -> str:
+            return f"CAST(%s AS {f.db_type(connection)})"
+
+        def into(model: type[Model], fields: list[Field]) -> str:
+            task_column = next(f.column for f in model._meta.concrete_fields
+                               if f.name == "task")
+            return (f"INSERT INTO {qn(model._meta.db_table)} ({qn(task_column)}, "
+                    f"{', '.join(qn(f.column) for f in fields)})")
+
+        meta = ImageTask._meta
+        sets = ", ".join(f"{qn(task_fields[name].column)} = %s" for name in values)
+        where = "".join(f" AND {qn(task_fields[name].column)} IS NOT DISTINCT FROM "
+                        f"{cast(task_fields[name])}" for name in guard)
+        watched = qn(task_fields["watched_until"].column)
+        # Only the models' own table and column names (quoted) and types are built in;
+        # every value is a parameter.
+        sql = (
+            f"WITH updated AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
+            f"WHERE {qn(meta.pk.column)} = %s{where} "
+            f"RETURNING {qn(meta.pk.column)} AS id, {watched} AS watched), "
+            f"recorded AS ({into(TaskEvent, event_fields)} "
+            f"SELECT updated.id, {', '.join(cast(f) for f in event_fields)} FROM updated "
+            f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id)"
+        )
+        if images:
+            row = "(" + ", ".join(cast(f) for f in image_fields) + ")"
+            names = ", ".join(f"c{i}" for i in range(len(image_fields)))
+            sql += (
+                f", stored AS ({into(GeneratedImage, image_fields)} "  # noqa: S608
+                f"SELECT updated.id, image.* FROM updated, "
+                f"(VALUES {', '.join([row] * len(images))}) AS image ({names}) "
+                "ON CONFLICT DO NOTHING)"
+            )
+        if finished:
+            event_meta = TaskEvent._meta
+            columns = {f.name: f.column for f in event_meta.concrete_fields}
+            sets = ", ".join(f"{qn(columns[name])} = %s" for name in finished)
+            sql += (f", finished AS (UPDATE {qn(event_meta.db_table)} "  # noqa: S608
+                    f"SET {sets} WHERE {qn(event_meta.pk.column)} = %s "
+                    "AND EXISTS (SELECT 1 FROM updated))")
+        sql += " SELECT recorded.id, updated.watched FROM recorded, updated"
+        _GUARDED_SQL[key] = sql
+    params = [task_fields[name].get_db_prep_save(value, connection)
+              for name, value in values.items()]
+    params.append(ImageTask._meta.pk.get_db_prep_value(task.pk, connection))
+    params += [task_fields[name].get_db_prep_save(value, connection)
+               for name, value in guard.items()]
+    params += _insert_params(event, event_fields, connection)
+    for image in images:
+        params += _insert_params(image, image_fields, connection)
+    if finish is not None:
+        event_fields_by_name = {f.name: f for f in TaskEvent._meta.concrete_fields}
+        params += [event_fields_by_name[name].get_db_prep_save(value, connection)
+                   for name, value in finished.items()]
+        params.append(TaskEvent._meta.pk.get_db_prep_value(finish[0].pk, connection))
+    with transaction.atomic(using=connection.alias) if connection.in_atomic_block \
+            else contextlib.nullcontext(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk, task.watched_until = row
+    event._state.adding, event._state.db = False, connection.alias
+    return True
+
+
+def _inserted_fields(model: type[Model]) -> list[Field]:
+    """The columns of ``model`` an insert of one of its rows gives, but its task's."""
+    return [f for f in model._meta.concrete_fields
+            if not f.primary_key and f.name != "task"]
+
+
+def _insert_params(obj: Model, fields: list[Field], connection: Any) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]

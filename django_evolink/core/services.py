@@ -26,7 +26,7 @@ from ..exceptions import (
 )
 from . import attention, hooks, limits, tokens
 from .models import EventOutcome, EventSource, ImageTask, Status, TaskEvent
-from .transitions import ApplyResult, apply_payload, apply_submit_answer, fail_task
+from .transitions import ApplyResult, Finish, apply_payload, apply_submit_answer, fail_task
 
 logger = logging.getLogger("django_evolink.services")
 
@@ -246,14 +246,16 @@ def refresh_task(task: ImageTask, *, source: str = EventSource.REFRESH) -> Image
 
 
 def fetch_and_apply(task: ImageTask, *, source: str, note: str = "",
-                    then: Callable[[ApplyResult], None] | None = None) -> ApplyResult:
+                    then: Callable[[ApplyResult], None] | None = None,
+                    finish: Finish | None = None, optimistic: bool = False) -> ApplyResult:
     """``GET /v1/tasks/{id}`` for an accepted ``task`` and apply the answer through the
     transition path; what every "ask Evolink now" (refresh, callback re-fetch) does.
 
     A 404 marks the task ``failed`` with the code ``not_found_error`` (Evolink no longer
     knows it), a 400 on ``task_id`` (a malformed id) with ``invalid_request_error``; any
-    other :class:`~django_evolink.exceptions.EvolinkError` is raised. ``then``: see
-    :func:`~django_evolink.transitions.apply_payload` (runs in the apply's transaction).
+    other :class:`~django_evolink.exceptions.EvolinkError` is raised. ``then``, ``finish``,
+    ``optimistic``: see :func:`~django_evolink.transitions.apply_payload` (``then`` runs in
+    the apply's transaction; ``optimistic`` applies to the task as it was read).
     """
     if not task.evolink_id:
         raise ValueError(f"task {task.pk} was never accepted by Evolink: nothing to fetch")
@@ -268,9 +270,10 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "",
             message=exc.message or "Evolink no longer knows this task (expired or unknown).",
             source=source,
             payload=exc.body if isinstance(exc.body, dict) else {"error": exc.as_dict()},
-            then=then,
+            then=then, finish=finish,
         )
-    return apply_payload(task, answer, source=source, note=note, then=then)
+    return apply_payload(task, answer, source=source, note=note, then=then, finish=finish,
+                         optimistic=optimistic and then is None)
 
 
 #: Sources whose recorded bodies are Evolink's own answers to this site's requests.

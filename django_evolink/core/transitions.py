@@ -19,7 +19,6 @@ decisions (time-outs, refusals) are all applied by :func:`apply_payload` or
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import signals
@@ -49,6 +48,10 @@ logger = logging.getLogger("django_evolink.transitions")
 
 #: Local bookkeeping written with an apply: ``(locked merged task, outcome) -> {field: value}``.
 Bookkeeping = Callable[[ImageTask, str], dict[str, Any]]
+#: Another stored event's outcome written with an apply (the callback delivery a re-fetch
+#: verifies): ``result -> (event, {field: value})``; called before the write, so the
+#: result's own event has no primary key yet.
+Finish = Callable[["ApplyResult"], rows.Finish]
 
 #: How long Evolink keeps result links alive.
 RESULT_LINK_LIFETIME = timedelta(hours=24)
@@ -148,6 +151,29 @@ def _merge(task: ImageTask, update: Update, now: datetime) -> tuple[str, list[st
     return (EventOutcome.APPLIED if fields else EventOutcome.UNCHANGED), fields
 
 
+def _settle(task: ImageTask, source: str, outcome: str, fields: list[str], now: datetime
+            ) -> tuple[str, list[str]]:
+    """What every apply adds to a merge (``outcome``, ``fields``) of ``task``: a callback's
+    arrival stamp, ``applied`` for any change beyond that stamp, the submission time of a
+    first Evolink id, and the first poll of a task that became trackable."""
+    if source == EventSource.CALLBACK and outcome in (
+        EventOutcome.APPLIED, EventOutcome.UNCHANGED, EventOutcome.STALE,
+    ):
+        task.callback_received_at = now
+        fields.append("callback_received_at")
+    if not fields:
+        return outcome, fields
+    if outcome == EventOutcome.UNCHANGED and any(f != "callback_received_at" for f in fields):
+        outcome = EventOutcome.APPLIED
+    if "evolink_id" in fields and task.submitted_at is None:
+        task.submitted_at = now
+        fields.append("submitted_at")
+    if task.status not in FINAL_STATUSES and task.next_poll_at is None and task.evolink_id:
+        task.next_poll_at = first_poll_at(task, now)
+        fields.append("next_poll_at")
+    return outcome, fields
+
+
 def _image_rows(task: ImageTask, results: list[str], now: datetime) -> list[GeneratedImage]:
     return [
         GeneratedImage(
@@ -224,6 +250,21 @@ def finish_event(event: TaskEvent, **values: Any) -> None:
         TaskEvent.objects.filter(pk=event.pk).update(**values)
 
 
+def _with_finish(then: Callable[[ApplyResult], None] | None, finish: Finish | None
+                 ) -> Callable[[ApplyResult], None] | None:
+    """``then`` that also writes ``finish``'s event (the locked path's way of it)."""
+    if finish is None:
+        return then
+
+    def both(result: ApplyResult) -> None:
+        if then is not None:
+            then(result)
+        stored, values = finish(result)
+        finish_event(stored, **values)
+
+    return both
+
+
 def _apply(
     task_id: Any,
     update: Update | None,
@@ -231,7 +272,6 @@ def _apply(
     source: str,
     error: PayloadError | None = None,
     bookkeeping: Bookkeeping | None = None,
-    locked: ImageTask | None = None,
 ) -> ApplyResult:
     """Lock the task, merge ``update`` forward-only, save it and store the event's outcome.
 
@@ -240,7 +280,7 @@ def _apply(
     ``bookkeeping``: see :func:`apply_payload`; its fields are written by the same UPDATE.
     """
     now = timezone.now()
-    task = locked if locked is not None else rows.locked_task(task_id)
+    task = rows.locked_task(task_id)
     old = task.status
     fields: list[str]
     if error is not None:
@@ -263,27 +303,7 @@ def _apply(
     else:
         outcome, fields = _merge(task, update, now)
         note = ""
-    if source == EventSource.CALLBACK and outcome in (
-        EventOutcome.APPLIED,
-        EventOutcome.UNCHANGED,
-        EventOutcome.STALE,
-    ):
-        task.callback_received_at = now
-        fields.append("callback_received_at")
-    if fields:
-        outcome = (
-            EventOutcome.APPLIED
-            if outcome == EventOutcome.UNCHANGED
-            and any(f != "callback_received_at" for f in fields)
-            else outcome
-        )
-        if "evolink_id" in fields and task.submitted_at is None:
-            task.submitted_at = now
-            fields.append("submitted_at")
-        if task.status not in FINAL_STATUSES and task.next_poll_at is None and task.evolink_id:
-
-            task.next_poll_at = first_poll_at(task, now)
-            fields.append("next_poll_at")
+    outcome, fields = _settle(task, source, outcome, fields, now)
     extra = bookkeeping(task, outcome) if bookkeeping is not None else {}
     for name, value in extra.items():
         setattr(task, name, value)
@@ -333,13 +353,8 @@ def _record_and_apply(
     event: TaskEvent,
     then: Callable[[ApplyResult], None] | None = None,
     bookkeeping: Bookkeeping | None = None,
-    locked: ImageTask | None = None,
 ) -> ApplyResult:
     """Record ``event`` and apply it in one transaction (a savepoint inside a caller's).
-
-    ``locked``: the task row, locked by the caller in its own transaction; the apply runs
-    in it with no savepoint, and when it fails the caller rolls back and records the
-    failure.
 
     When anything fails, that transaction is rolled back as a whole - nothing of the
     apply is half-written - and the delivery is recorded again on its own with the
@@ -347,13 +362,6 @@ def _record_and_apply(
     registered with ``on_commit`` inside it, so they run once, after the commit, and
     never for a rolled-back apply.
     """
-    if locked is not None:
-        if not transaction.get_connection().in_atomic_block:
-            raise TypeError("apply_payload(locked=...) runs in the caller's transaction")
-        result = _apply(task_id, update, event, source, error, bookkeeping, locked)
-        if then is not None:
-            then(result)
-        return result
     new, base_note = event.pk is None, event.note
     try:
         with transaction.atomic():
@@ -381,6 +389,51 @@ def _record_and_apply(
     return result
 
 
+#: The columns an unlocked apply guards besides those it writes: what the merge reads.
+_READ_BY_MERGE = ("updated_at", "status", "progress", "evolink_id", "next_poll_at")
+
+
+def _apply_unlocked(task: ImageTask, update: Update, event: TaskEvent, source: str,
+                    finish: Finish | None = None) -> ApplyResult | None:
+    """:func:`apply_payload`'s optimistic apply (see there); None when it was not written
+    and the locked path must apply it."""
+    if event.pk is not None or (update.evolink_id is not None
+                                and update.evolink_id != task.evolink_id):
+        return None  # a stored event, another task's answer or a first Evolink id
+    now = timezone.now()
+    work = copy.copy(task)  # ``task`` is only changed once the write is done
+    old = work.status
+    outcome, fields = _settle(work, source, *_merge(work, update, now), now)
+    if not fields:
+        return None  # nothing to write but the event: the locked path records it
+    work.updated_at = now
+    names = [*dict.fromkeys(fields), "updated_at"]
+    values = {name: getattr(work, name) for name in names}
+    guard = {name: getattr(task, name) for name in dict.fromkeys([*_READ_BY_MERGE, *names])}
+    images = (_image_rows(work, update.results, now)
+              if work.status == Status.COMPLETED and old != Status.COMPLETED and update.results
+              else [])
+    changed = outcome == EventOutcome.APPLIED
+    for name, value in (("outcome", outcome), ("changed", changed), ("status_before", old),
+                        ("status_after", work.status)):
+        setattr(event, name, value)
+    result = ApplyResult(task, event, outcome, changed, old, work.status, fields)
+    try:
+        written = rows.write_guarded(work, values, guard, event, images,
+                                     finish=finish(result) if finish is not None else None,
+                                     read_watch=live.listened())
+    except Exception:  # rolled back as a whole: the locked path applies (or records) it
+        logger.debug("task %s: the %s answer takes the locked path", task.pk, source,
+                     exc_info=True)
+        return None
+    if not written:
+        return None
+    live.announce_if_watched([work], now)
+    _refresh_instance(task, work)
+    _after_apply(task, source, old, outcome)
+    return result
+
+
 def apply_payload(
     task: ImageTask | Any,
     payload: Any,
@@ -393,7 +446,8 @@ def apply_payload(
     update: Update | None = None,
     then: Callable[[ApplyResult], None] | None = None,
     bookkeeping: Bookkeeping | None = None,
-    locked: bool = False,
+    finish: Finish | None = None,
+    optimistic: bool = False,
 ) -> ApplyResult:
     """Record ``payload`` as an event of ``task``, then apply it forward-only.
 
@@ -411,11 +465,14 @@ def apply_payload(
     task and the outcome before it is saved; returns local bookkeeping fields (the
     sweep's lease-fenced schedule) written by the same UPDATE as the answer - or, when
     the answer changes nothing, by one UPDATE of their own that leaves ``updated_at``.
-    ``locked=True``: ``task`` is an :class:`ImageTask` the caller selected ``FOR UPDATE``
-    in the transaction it holds open (the callback receiver finds and locks the task in
-    one statement): the row is not read again, the apply runs in that transaction with no
-    savepoint, and when it fails the exception propagates for the caller to roll back and
-    record the delivery as ``error``.
+    ``finish``: see :data:`Finish`; that event is updated in the apply's transaction.
+    ``optimistic=True``: ``task`` is an :class:`ImageTask` the caller has just read (the
+    callback receiver's token lookup), and no ``then`` or ``bookkeeping`` is given: the
+    answer is merged into a copy of it and written by :func:`.rows.write_guarded` - only
+    while the row still holds what the merge read, with the event and any result images,
+    on PostgreSQL in one statement (no lock, no second read, one round trip). Whenever
+    the row changed meanwhile, or that write fails, the answer takes the usual locked
+    path, which reads the row again and decides afresh.
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
     error = None
@@ -428,10 +485,16 @@ def apply_payload(
         event = _new_event(
             task_id, source, payload, headers=headers, remote_addr=remote_addr, note=note
         )
-    if locked and not isinstance(task, ImageTask):
-        raise TypeError("apply_payload(locked=True) needs the locked ImageTask, not its key")
-    result = _record_and_apply(task_id, update, error, source, event, then, bookkeeping,
-                               task if locked else None)
+    if optimistic:
+        if not isinstance(task, ImageTask) or then is not None or bookkeeping is not None:
+            raise TypeError("apply_payload(optimistic=True) needs the ImageTask just read, "
+                            "and no then or bookkeeping")
+        if update is not None:
+            written = _apply_unlocked(task, update, event, source, finish)
+            if written is not None:
+                return written
+    result = _record_and_apply(task_id, update, error, source, event,
+                               _with_finish(then, finish), bookkeeping)
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result
@@ -529,16 +592,7 @@ def _merge_one(task: ImageTask, answer: Answer, source: str, now: datetime
     """Merge one answer into its locked row in memory; returns the result (its event
     built, not saved) and the fields to write."""
     old = task.status
-    outcome, fields = _merge(task, answer.update, now)
-    if source == EventSource.CALLBACK and outcome in (
-        EventOutcome.APPLIED, EventOutcome.UNCHANGED, EventOutcome.STALE,
-    ):
-        task.callback_received_at = now
-        fields.append("callback_received_at")
-    if fields and task.status not in FINAL_STATUSES and task.next_poll_at is None \
-            and task.evolink_id:
-        task.next_poll_at = first_poll_at(task, now)
-        fields.append("next_poll_at")
+    outcome, fields = _settle(task, source, *_merge(task, answer.update, now), now)
     extra = answer.bookkeeping(task, outcome) if answer.bookkeeping is not None else {}
     for name, value in extra.items():
         setattr(task, name, value)
@@ -582,9 +636,9 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
     """Apply Evolink's answer to the create this process just sent for ``task`` (a row it
     inserted ``queued`` and claimed, not accepted yet): the submit's own fast path.
 
-    The row's state is known, so nothing is read or locked: one transaction holds one
-    UPDATE guarded by that state (``status = queued``, no Evolink id), the event's insert
-    (outcome ``applied``) and, when the task is watched, the change's announcement
+    The row's state is known, so nothing is read or locked: :func:`.rows.write_guarded`
+    writes it guarded by that state (``status = queued``, no Evolink id) with the event's
+    insert (outcome ``applied``), and when the task is watched the change is announced
     (:func:`.live.announce_if_watched`, as for every apply). Whenever the guard does not hold
     (something else was applied meanwhile), the answer is not a plain acceptance (final,
     malformed, no task id) or the write fails (another task already carries this Evolink
@@ -615,34 +669,19 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
     for name, value in (("outcome", EventOutcome.APPLIED), ("changed", True),
                         ("status_before", Status.QUEUED), ("status_after", work.status)):
         setattr(event, name, value)
-    connection = connections[router.db_for_write(ImageTask)]
-
-    def written() -> None:  # the guard held: ``work`` is the row, its watch mark included
-        live.announce_if_watched([work], now)
-        _refresh_instance(task, work)
-        if work.status != Status.QUEUED:
-            _after_commit(task, Status.QUEUED, work.status)
-
     try:
-        if connection.vendor == "postgresql":
-            matched = _write_submit_answer_postgres(connection, work, values, event)
-            if matched:
-                written()
-        else:
-            with transaction.atomic():
-                matched = ImageTask.objects.filter(
-                    pk=task.pk, status=Status.QUEUED, evolink_id__isnull=True
-                ).update(**values) == 1
-                if matched:
-                    event.save(force_insert=True)
-                    if live.listened():  # the row's watch mark as of this write decides
-                        work.watched_until = ImageTask.objects.filter(pk=task.pk).values_list(
-                            "watched_until", flat=True).get()
-                    written()
+        matched = rows.write_guarded(work, values,
+                                     {"status": Status.QUEUED, "evolink_id": None}, event,
+                                     read_watch=live.listened())
     except Exception:  # rolled back as a whole: the general path applies (or records) it
         logger.debug("task %s: the submit answer takes the general path", task.pk,
                      exc_info=True)
         matched = False
+    if matched:  # ``work`` is the row, its watch mark as of this write included
+        live.announce_if_watched([work], now)
+        _refresh_instance(task, work)
+        if work.status != Status.QUEUED:
+            _after_commit(task, Status.QUEUED, work.status)
     if not matched:
         return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
     if work.status != Status.QUEUED:
@@ -650,66 +689,6 @@ def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
                     Status.QUEUED, work.status, EventOutcome.APPLIED)
     return ApplyResult(task, event, EventOutcome.APPLIED, True, Status.QUEUED, work.status,
                        fields)
-
-
-#: The statement of :func:`_write_submit_answer_postgres`, by (database, fields).
-_SUBMIT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
-
-
-def _write_submit_answer_postgres(connection: Any, work: ImageTask, values: dict[str, Any],
-                                  event: TaskEvent) -> bool:
-    """PostgreSQL: the submit answer's guarded UPDATE of ``work``'s row and its event's
-    INSERT as one statement (one round trip; atomic on its own, a savepoint inside a
-    caller's transaction). False, with nothing written, when the guard does not hold.
-
-    The event is inserted only when the UPDATE matched (it selects from the UPDATE's
-    ``RETURNING``). The statement also returns the row's ``watched_until`` as it wrote
-    the row (after any concurrent mark: the UPDATE waits for its lock), set on ``work``
-    for :func:`.live.announce_if_watched`.
-    """
-    key = (connection.alias, tuple(values))
-    event_fields = [f for f in TaskEvent._meta.concrete_fields
-                    if not f.primary_key and f.attname != "task_id"]
-    task_fields = {f.name: f for f in ImageTask._meta.concrete_fields}
-    sql = _SUBMIT_SQL.get(key)
-    if sql is None:
-        qn = connection.ops.quote_name
-        meta = ImageTask._meta
-        column = {name: qn(task_fields[name].column)
-                  for name in ("status", "evolink_id", "watched_until")}
-        sets = ", ".join(f"{qn(task_fields[name].column)} = %s" for name in values)
-        columns = ", ".join(qn(f.column) for f in event_fields)
-        casts = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in event_fields)
-        task_column = next(f.column for f in TaskEvent._meta.concrete_fields
-                           if f.attname == "task_id")
-        # Only the models' own table and column names (quoted) and types are built in;
-        # every value is a parameter.
-        sql = (
-            f"WITH updated AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
-            f"WHERE {qn(meta.pk.column)} = %s AND {column['status']} = %s "
-            f"AND {column['evolink_id']} IS NULL "
-            f"RETURNING {qn(meta.pk.column)} AS id, {column['watched_until']} AS watched), "
-            f"recorded AS (INSERT INTO {qn(TaskEvent._meta.db_table)} "
-            f"({qn(task_column)}, {columns}) "
-            f"SELECT updated.id, {casts} FROM updated "
-            f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id) "
-            "SELECT recorded.id, updated.watched FROM recorded, updated"
-        )
-        _SUBMIT_SQL[key] = sql
-    params = [task_fields[name].get_db_prep_save(value, connection)
-              for name, value in values.items()]
-    params += [ImageTask._meta.pk.get_db_prep_value(work.pk, connection), Status.QUEUED]
-    params += [f.get_db_prep_save(f.pre_save(event, add=True), connection)
-               for f in event_fields]
-    with transaction.atomic(using=connection.alias) if connection.in_atomic_block \
-            else contextlib.nullcontext(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    event.pk, work.watched_until = row
-    event._state.adding, event._state.db = False, connection.alias
-    return True
 
 
 def fail_task(
@@ -721,18 +700,20 @@ def fail_task(
     payload: Any = None,
     status: str = Status.FAILED,
     then: Callable[[ApplyResult], None] | None = None,
+    finish: Finish | None = None,
 ) -> ApplyResult:
     """Mark ``task`` failed (or cancelled) by a local decision, through the same path.
 
-    Does nothing to a task that is already final (recorded as stale/unchanged). ``then``:
-    as for :func:`apply_payload`.
+    Does nothing to a task that is already final (recorded as stale/unchanged). ``then``,
+    ``finish``: as for :func:`apply_payload`.
     """
     task_id = task.pk if isinstance(task, ImageTask) else task
     if payload is None:
         payload = {"status": status, "error": {"code": code, "message": message}, "local": True}
     event = _new_event(task_id, source, payload, note=message[:500])
     update = Update(status=status, error_code=code[:64], error_message=message)
-    result = _record_and_apply(task_id, update, None, source, event, then)
+    result = _record_and_apply(task_id, update, None, source, event,
+                               _with_finish(then, finish))
     if isinstance(task, ImageTask):
         _refresh_instance(task, result.task)
     return result

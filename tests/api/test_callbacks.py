@@ -223,7 +223,8 @@ def test_a_completion_is_verified_by_fetching_the_task(client, evolink):
     assert [i.source_url for i in task.images.all()] == result_urls()
     delivery, applied = events(task)
     assert delivery.payload == task_answer(status="completed")
-    assert delivery.changed is False and f"event {applied.pk}" in delivery.note
+    assert delivery.changed is False and delivery.status_after == "completed"
+    assert delivery.note.endswith("verified by fetching the task (applied)")
     assert applied.outcome == EventOutcome.APPLIED and applied.changed is True
     assert f"callback event {delivery.pk}" in applied.note
     assert len(fetches(evolink)) == 1

@@ -1,4 +1,5 @@
-"""core/rows.py: one task row read with SQL compiled once, made as the ORM makes it."""
+"""core/rows.py: one task row read with SQL compiled once, made as the ORM makes it, and
+written by a compare-and-set with the rows it records."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_evolink.core import rows, tokens
-from django_evolink.models import ImageTask
+from django_evolink.models import EventSource, GeneratedImage, ImageTask, TaskEvent
 from tests.support.api import make_task
 
 pytestmark = pytest.mark.django_db
@@ -66,3 +67,71 @@ def test_the_lookup_is_one_statement_and_locks_where_the_database_can():
 def test_a_field_that_is_not_a_column_is_refused():
     with pytest.raises(TypeError, match="not a column"):
         rows.task_by("images", 1)
+
+
+def _event(task: ImageTask, **fields) -> TaskEvent:
+    return TaskEvent(task_id=task.pk, source=EventSource.CALLBACK, payload={"progress": 60},
+                     headers={"User-Agent": "x"}, remote_addr="127.0.0.1", note="n",
+                     outcome="applied", changed=True, status_before="processing",
+                     status_after="completed", **fields)
+
+
+def _images(task: ImageTask, count: int) -> list[GeneratedImage]:
+    now = timezone.now()
+    return [GeneratedImage(task=task, index=i, source_url=f"https://x.test/{i}.png",
+                           source_expires_at=now, next_download_at=now)
+            for i in range(count)]
+
+
+@pytest.mark.parametrize("images", [0, 2])
+def test_a_guarded_write_whose_guard_holds_writes_the_row_the_event_and_the_images(images):
+    task, _raw = _rich_task()
+    later = timezone.now() + timezone.timedelta(minutes=5)
+    ImageTask.objects.filter(pk=task.pk).update(watched_until=later)  # a viewer's mark
+    event = _event(task)
+    task.watched_until = None  # what the write returns replaces it
+    for _first_then_cached in range(2):
+        event = _event(task)
+        with CaptureQueriesContext(connection) as queries:
+            written = rows.write_guarded(
+                task, {"status": "completed", "progress": 100},
+                {"status": "processing", "evolink_id": task.evolink_id, "completed_at": None},
+                event, _images(task, images))
+        assert written is True
+        assert task.watched_until == later
+        assert event.pk is not None and not event._state.adding
+        ImageTask.objects.filter(pk=task.pk).update(status="processing", progress=0)
+    stored = ImageTask.objects.get(pk=task.pk)
+    assert TaskEvent.objects.filter(task=task).count() == 2
+    saved = TaskEvent.objects.get(pk=event.pk)
+    for field in ("payload", "headers", "remote_addr", "note", "outcome", "changed",
+                  "status_before", "status_after", "source"):
+        assert getattr(saved, field) == getattr(event, field), field
+    assert saved.received_at is not None
+    assert sorted(stored.images.values_list("index", flat=True)) == list(range(images))
+    if connection.vendor == "postgresql":  # one statement; a second image set is ignored
+        assert len([q for q in queries.captured_queries
+                    if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]) == 1
+
+
+def test_a_guarded_write_whose_row_changed_writes_nothing():
+    task, _raw = _rich_task()
+    ImageTask.objects.filter(pk=task.pk).update(progress=80)  # written meanwhile
+    event = _event(task)
+    written = rows.write_guarded(task, {"progress": 60}, {"progress": task.progress}, event,
+                                 _images(task, 1))
+    assert written is False and event.pk is None
+    assert ImageTask.objects.get(pk=task.pk).progress == 80
+    assert not TaskEvent.objects.filter(task=task).exists()
+    assert not GeneratedImage.objects.filter(task=task).exists()
+
+
+def test_a_guarded_write_that_fails_writes_nothing_and_leaves_the_event_unsaved():
+    task, _raw = _rich_task()
+    event = _event(task)
+    event.changed = None  # NOT NULL: the event's insert fails
+    with pytest.raises(Exception, match="(?i)null"):
+        rows.write_guarded(task, {"progress": 60}, {"progress": task.progress}, event)
+    assert event.pk is None and event._state.adding
+    assert ImageTask.objects.get(pk=task.pk).progress == task.progress
+    assert not TaskEvent.objects.filter(task=task).exists()

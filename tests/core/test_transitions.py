@@ -394,3 +394,95 @@ def test_payloads_a_database_cannot_store_are_still_recorded(accepted, bad):
                          EventOutcome.WRONG_TASK, EventOutcome.UNCHANGED)
     stored = TaskEvent.objects.get(pk=r.event.pk).payload
     assert "\x00" not in json.dumps(stored)
+
+
+# ------------------------------------------------------------------ optimistic apply
+
+SEQUENCES = {
+    "progress then completion": [("processing", 30, None), ("processing", 70, None),
+                                 ("completed", 100, RESULTS)],
+    "duplicates and stale": [("processing", 70, None), ("processing", 30, None),
+                             ("completed", 100, RESULTS), ("completed", 100, RESULTS),
+                             ("processing", 90, None)],
+    "failure": [("processing", 10, None), ("failed", 10, None), ("completed", 100, RESULTS)],
+}
+#: Columns that only differ by when they were written (or which row they belong to).
+TIMES = {"id", "created_at", "updated_at", "completed_at", "callback_received_at",
+         "next_poll_at", "submitted_at", "received_at", "next_download_at",
+         "source_expires_at", "task_id"}
+
+
+def _row(obj) -> dict:
+    row = {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields
+           if f.attname not in TIMES and f.attname != "evolink_id"}  # unique per task
+    if isinstance(row.get("payload"), dict):
+        row["payload"] = {k: v for k, v in row["payload"].items() if k != "id"}
+    if "source_url" in row:
+        row["source_url"] = row["source_url"].rsplit("/", 1)[-1]
+    return row
+
+
+@pytest.mark.parametrize("sequence", sorted(SEQUENCES))
+def test_an_optimistic_apply_ends_exactly_as_the_locked_apply(sequence, monkeypatch):
+    """Each callback applied to the row just read (optimistic) leaves the same task, events,
+    images and signals as the locked path - without ever locking it."""
+    from django_evolink.core import rows
+
+    locks = []
+    locked_task = rows.locked_task
+    monkeypatch.setattr(rows, "locked_task", lambda pk: locks.append(pk) or locked_task(pk))
+    ends = []
+    for optimistic in (False, True):
+        recorder = Recorder()
+        try:
+            created = ImageTask.objects.create(
+                model="wan2.5-image-to-image", prompt="p", image_urls=["https://e.com/a.png"],
+                n=2)
+            evo_id = f"task-unified-optimistic-{optimistic}"  # unique per task
+            apply_payload(created, payload(evo_id=evo_id), source=EventSource.SUBMIT)
+            outcomes = []
+            for status, progress, results in SEQUENCES[sequence]:
+                body = payload(status, progress, results, evo_id=evo_id)
+                read = ImageTask.objects.get(pk=created.pk)  # what the token lookup reads
+                result = apply_payload(read, body, source=EventSource.CALLBACK,
+                                       update=parse_payload(body), optimistic=optimistic)
+                assert _row(read) == _row(ImageTask.objects.get(pk=created.pk))
+                outcomes.append((result.outcome, result.changed, result.old_status,
+                                 result.new_status))
+        finally:
+            recorder.close()
+        stored = ImageTask.objects.get(pk=created.pk)
+        assert stored.callback_received_at is not None and stored.updated_at is not None
+        ends.append((
+            _row(stored), outcomes,
+            [_row(e) for e in stored.events.order_by("received_at", "id")],
+            [_row(i) for i in stored.images.order_by("index")],
+            [c[0] for c in recorder.calls],
+        ))
+        taken, locks[:] = len(locks), []
+        assert taken == (1 if optimistic else 1 + len(SEQUENCES[sequence]))  # 1: the submit
+    assert ends[0] == ends[1]
+
+
+def test_an_optimistic_apply_to_a_row_changed_meanwhile_decides_again_under_lock(accepted):
+    """The row read by the callback is stale by the time it is written: the guard fails, so
+    the answer is merged again with the row locked - no lost update."""
+    read = ImageTask.objects.get(pk=accepted.pk)
+    apply_payload(accepted.pk, payload("processing", 80), source=EventSource.POLL)
+    body = payload("processing", 60)
+    result = apply_payload(read, body, source=EventSource.CALLBACK,
+                           update=parse_payload(body), optimistic=True)
+    stored = ImageTask.objects.get(pk=accepted.pk)
+    assert stored.progress == 80 and read.progress == 80  # not written back to 60
+    assert result.outcome == EventOutcome.UNCHANGED and stored.callback_received_at
+    assert stored.events.filter(source=EventSource.CALLBACK).get().outcome == "unchanged"
+
+
+def test_an_optimistic_apply_needs_the_task_read_and_nothing_to_run_in_its_transaction(
+        accepted):
+    with pytest.raises(TypeError, match="optimistic"):
+        apply_payload(accepted.pk, payload("processing", 60), source=EventSource.CALLBACK,
+                      optimistic=True)
+    with pytest.raises(TypeError, match="optimistic"):
+        apply_payload(accepted, payload("processing", 60), source=EventSource.CALLBACK,
+                      optimistic=True, then=lambda result: None)

@@ -4,6 +4,7 @@ claimed insert of a synchronous create, and the emulator's heap of end times."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -76,9 +77,10 @@ def test_an_applied_event_is_one_insert_with_its_outcome():
         EventOutcome.APPLIED, "pending", "processing")
 
 
-def test_a_trusted_callback_runs_three_statements(settings):
-    # the token lookup locks the row (FOR UPDATE on PostgreSQL): the apply does not read
-    # it again; one transaction records and applies the delivery
+def test_a_trusted_callback_is_one_read_and_one_guarded_write(settings):
+    # the token lookup reads the row (no lock); the apply writes it only while it still
+    # holds what was read, with the delivery's event: on PostgreSQL one statement (the
+    # UPDATE's RETURNING feeds the INSERT), elsewhere an UPDATE and an INSERT together
     set_evolink(settings, TRUST_CALLBACK_BODY=True)
     task, raw = make_task()
     body = task_answer(status="processing", progress=60)
@@ -86,15 +88,18 @@ def test_a_trusted_callback_runs_three_statements(settings):
         response = Client().post(callback_path(raw), body, content_type="application/json")
     assert response.status_code == 200
     sql = statements(ctx)
-    assert [s.split()[0] for s in sql] == ["SELECT", "UPDATE", "INSERT"], sql
-    assert "callback_token_hash" in sql[0]
-    if connection.features.has_select_for_update:
-        assert sql[0].rstrip().endswith("FOR UPDATE")
+    expected = ["SELECT", "WITH"] if connection.vendor == "postgresql" else [
+        "SELECT", "UPDATE", "INSERT"]
+    assert [s.split()[0] for s in sql] == expected, sql
+    assert "callback_token_hash" in sql[0] and "FOR UPDATE" not in sql[0]
+    assert all("FOR UPDATE" not in s for s in sql)
     commits = [q for q in ctx.captured_queries if q["sql"].upper().startswith("COMMIT")]
     assert len(commits) <= 1
     (event,) = TaskEvent.objects.filter(task=task)
     assert event.outcome == EventOutcome.APPLIED and event.note == "callback delivery"
     assert event.headers and event.payload["progress"] == 60
+    task.refresh_from_db()
+    assert (task.status, task.progress) == ("processing", 60)
 
 
 def test_a_refused_trusted_callback_is_recorded(settings):
@@ -128,8 +133,9 @@ def test_task_store_heap_finds_only_due_tasks_and_rechecks_entries():
 
 
 def test_a_refetched_callback_writes_its_outcome_with_the_apply(settings):
-    # re-fetch mode: the delivery is committed first, on its own; after Evolink's answer
-    # one transaction locks the row, applies the answer and stores the delivery's outcome
+    # re-fetch mode: the delivery is committed first, on its own; Evolink's answer is then
+    # applied to the row as read, with its event and the delivery's outcome, only while the
+    # row holds what was read: one statement on PostgreSQL, one transaction elsewhere
     set_evolink(settings, TRUST_CALLBACK_BODY=False)
     task, raw = make_task()
     body = task_answer(status="processing", progress=60)
@@ -138,12 +144,41 @@ def test_a_refetched_callback_writes_its_outcome_with_the_apply(settings):
         response = Client().post(callback_path(raw), body, content_type="application/json")
     assert response.status_code == 200
     sql = statements(ctx)
-    assert [s.split()[0] for s in sql] == [
-        "SELECT", "INSERT", "SELECT", "UPDATE", "INSERT", "UPDATE"], sql
+    expected = ["SELECT", "INSERT", "WITH"] if connection.vendor == "postgresql" else [
+        "SELECT", "INSERT", "UPDATE", "INSERT", "UPDATE"]
+    assert [s.split()[0] for s in sql] == expected, sql
+    assert all("FOR UPDATE" not in s for s in sql)
     delivery, applied = TaskEvent.objects.filter(task=task).order_by("received_at", "id")
     assert delivery.note.startswith("callback delivery") and not delivery.changed
-    assert f"event {applied.pk}" in delivery.note and applied.changed
+    assert delivery.outcome == EventOutcome.UNCHANGED and delivery.status_after == "processing"
+    assert "verified by fetching the task (applied)" in delivery.note and applied.changed
     assert f"callback event {delivery.pk}" in applied.note
+    task.refresh_from_db()
+    assert task.progress == 60
+
+
+def test_a_refetched_answer_for_a_row_changed_meanwhile_is_applied_under_lock(settings):
+    # the row changes while Evolink is asked: the guarded write fails, the locked path
+    # merges the answer again and still writes the delivery's outcome with it
+    set_evolink(settings, TRUST_CALLBACK_BODY=False)
+    task, raw = make_task()
+    body = task_answer(status="processing", progress=60)
+
+    def answer(request):
+        ImageTask.objects.filter(pk=task.pk).update(progress=80)  # a poll, meanwhile
+        return 200, {}, json.dumps(body)
+
+    with responses.RequestsMock() as evolink:
+        evolink.add_callback(responses.GET, task_url(), callback=answer,
+                             content_type="application/json")
+        response = Client().post(callback_path(raw), body, content_type="application/json")
+    # applied: the answer's usage fields are new to the task, its progress is not
+    assert response.status_code == 200 and response.json()["outcome"] == "applied"
+    task.refresh_from_db()
+    assert task.progress == 80 and task.estimated_time == body["task_info"]["estimated_time"]
+    delivery, applied = TaskEvent.objects.filter(task=task).order_by("received_at", "id")
+    assert applied.outcome == EventOutcome.APPLIED and delivery.status_after == "processing"
+    assert delivery.note.endswith("verified by fetching the task (applied)")
 
 
 @pytest.mark.parametrize("watched", [True, False])
