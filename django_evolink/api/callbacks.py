@@ -128,17 +128,17 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(503, {"detail": "The callback could not be received now."})
 
     def receive(self, request: HttpRequest, token: str) -> JsonResponse:
-        if body_is_trusted(EventSource.CALLBACK):
-            return self.receive_trusted(request, token)
         try:
             task = self.validate_request(request, token)
         except Http404:
             return self.answer(404, {"detail": "Unknown callback URL."})
         # Re-fetch mode: the delivery is committed on its own first (no transaction is
         # held open while Evolink is asked, and a worker killed during the fetch leaves
-        # the delivery recorded); its outcome is written by the transaction that applies
-        # Evolink's answer.
-        event, problem = self.record(request, task, defer=False)
+        # the delivery recorded); its outcome is written with the apply of Evolink's
+        # answer. A trusted body is recorded by the write that applies it. When the apply
+        # fails nothing of it is written and the delivery is recorded as ``error``.
+        event, problem = self.record(request, task,
+                                     defer=body_is_trusted(EventSource.CALLBACK))
         if problem is not None:
             return problem
         try:
@@ -151,34 +151,8 @@ class CallbackView(CallbackTokenMixin, View):
                 503, {"detail": "Could not confirm the task with Evolink; retry later."}
             )
         except Exception as exc:
-            logger.exception("Applying callback event %s of task %s failed", event.pk, task.pk)
-            self.after_failure(task, event, f"{type(exc).__name__}: {exc}")
-            return self.answer(503, {"detail": "The callback could not be applied now."})
-        return self.answer(200, {"received": True, "outcome": outcome})
-
-    def receive_trusted(self, request: HttpRequest, token: str) -> JsonResponse:
-        """``TRUST_CALLBACK_BODY = True``: the token lookup reads the task, and the
-        delivery is recorded by the write that applies it (:meth:`apply`); answered after
-        that commit. When the apply fails nothing of it is written and the delivery is
-        recorded alone, as ``error``."""
-        try:
-            task = self.validate_request(request, token)
-        except Http404:
-            return self.answer(404, {"detail": "Unknown callback URL."})
-        event, problem = self.record(request, task, defer=True)
-        if problem is not None:
-            return problem
-        try:
-            outcome = self.apply(task, self._parsed_body, event)
-            if event.pk is None:  # an overridden apply() did not record it
-                finish_event(event, outcome=outcome)
-        except Exception as exc:
             logger.exception("Applying a callback delivery of task %s failed", task.pk)
             self.after_failure(task, event, f"{type(exc).__name__}: {exc}")
-            if isinstance(exc, EvolinkError):
-                return self.answer(
-                    503, {"detail": "Could not confirm the task with Evolink; retry later."}
-                )
             return self.answer(503, {"detail": "The callback could not be applied now."})
         return self.answer(200, {"received": True, "outcome": outcome})
 
