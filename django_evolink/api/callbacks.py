@@ -12,8 +12,9 @@ views, has a fixed :meth:`CallbackView.post` and keeps the authentication apart 
    (body, headers with secrets redacted, remote address) before anything is applied, so
    it survives any later failure (the view is not wrapped in ``ATOMIC_REQUESTS``): in
    its own write when the task is re-fetched (its outcome written by the transaction
-   that applies Evolink's answer); with a trusted body by the write that applies it
-   (alone, as ``error``, when the apply fails), and answered only after that commit;
+   that applies Evolink's answer); with a trusted body by the write that applies it, and
+   for a task already final by the write that stamps its arrival (alone, as ``error``,
+   when that write fails), and answered only after that commit;
 3. **check**: a body that is not a task object, or is about another task, answers 400
    and changes nothing (the event keeps its outcome);
 4. **apply**: by default (``TRUST_CALLBACK_BODY = False``) the body is only a hint:
@@ -135,10 +136,12 @@ class CallbackView(CallbackTokenMixin, View):
         # Re-fetch mode: the delivery is committed on its own first (no transaction is
         # held open while Evolink is asked, and a worker killed during the fetch leaves
         # the delivery recorded); its outcome is written with the apply of Evolink's
-        # answer. A trusted body is recorded by the write that applies it. When the apply
-        # fails nothing of it is written and the delivery is recorded as ``error``.
-        event, problem = self.record(request, task,
-                                     defer=body_is_trusted(EventSource.CALLBACK))
+        # answer. A trusted body is recorded by the write that applies it, a delivery for
+        # a final task by the write that stamps its arrival (nothing is fetched). When
+        # that write fails nothing of it is written and the delivery is recorded as
+        # ``error``.
+        event, problem = self.record(
+            request, task, defer=body_is_trusted(EventSource.CALLBACK) or task.is_final)
         if problem is not None:
             return problem
         try:
@@ -249,17 +252,22 @@ class CallbackView(CallbackTokenMixin, View):
         hint = self.classify_hint(task, body)
         if task.is_final:
             # Nothing can change a final task: no need to ask Evolink again.
-            self.set_outcome(event, hint, "the task is already final; not re-fetched",
-                             before, before)
-            note_callback_received(task)
+            values = self.outcome_values(event, hint, "the task is already final; not "
+                                         "re-fetched", before, before)
+            if event.pk is None:  # not stored yet: the task's stamp writes it too
+                for name, value in values.items():
+                    setattr(event, name, value)
+                note_callback_received(task, event)
+            else:
+                finish_event(event, **values)
+                note_callback_received(task)
             return hint
 
         def record_delivery(result: ApplyResult) -> tuple[TaskEvent, dict[str, Any]]:
             # written with the apply of Evolink's answer: they commit together
-            note = f"used as a hint only; verified by fetching the task ({result.outcome})"
-            return event, {"outcome": hint, "changed": False, "status_before": before,
-                           "status_after": result.new_status,
-                           "note": (event.note + "\n" + note).strip()}
+            return event, self.outcome_values(
+                event, hint, f"used as a hint only; verified by fetching the task "
+                f"({result.outcome})", before, result.new_status)
 
         result = fetch_and_apply(
             task, source=EventSource.CALLBACK,
@@ -276,13 +284,16 @@ class CallbackView(CallbackTokenMixin, View):
             return exc.outcome
         return refusal(task.status, update.status) or EventOutcome.UNCHANGED
 
+    def outcome_values(self, event: TaskEvent, outcome: str, note: str, before: str,
+                       after: str) -> dict[str, Any]:
+        """What became of a delivery that was not applied itself, as its event's fields."""
+        return {"outcome": outcome, "changed": False, "status_before": before,
+                "status_after": after, "note": (event.note + "\n" + note).strip()}
+
     def set_outcome(self, event: TaskEvent, outcome: str, note: str, before: str,
                     after: str) -> None:
         """Store what became of a delivery that was not applied itself."""
-        finish_event(
-            event, outcome=outcome, changed=False, status_before=before, status_after=after,
-            note=(event.note + "\n" + note).strip(),
-        )
+        finish_event(event, **self.outcome_values(event, outcome, note, before, after))
 
     def after_failure(self, task: ImageTask, event: TaskEvent, message: str) -> None:
         """Keep the delivery, mark it failed, and make the task due for polling now."""

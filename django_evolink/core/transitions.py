@@ -726,10 +726,20 @@ def _refresh_instance(target: ImageTask, source: ImageTask) -> None:
         setattr(target, f.attname, getattr(source, f.attname))
 
 
-def note_callback_received(task: ImageTask) -> None:
+def note_callback_received(task: ImageTask, event: TaskEvent | None = None) -> None:
     """Stamp that a callback arrived for ``task`` when nothing is applied (a final task's
-    late delivery): bookkeeping only, the status is not touched."""
-    ImageTask.objects.filter(pk=task.pk).update(callback_received_at=timezone.now())
+    late delivery): bookkeeping only, the status is not touched. ``event``: that delivery,
+    not stored yet, its outcome set: inserted by the same write (:func:`.rows.write_guarded`,
+    one statement on PostgreSQL), or on its own first should the task's status have
+    changed."""
+    now = timezone.now()
+    if event is not None:
+        if rows.write_guarded(task, {"callback_received_at": now}, {"status": task.status},
+                              event, read_watch=False):
+            task.callback_received_at = now
+            return
+        finish_event(event)
+    ImageTask.objects.filter(pk=task.pk).update(callback_received_at=now)
 
 
 def poll_now(task: ImageTask) -> None:

@@ -181,6 +181,32 @@ def test_a_refetched_answer_for_a_row_changed_meanwhile_is_applied_under_lock(se
     assert delivery.note.endswith("verified by fetching the task (applied)")
 
 
+def test_a_delivery_for_a_final_task_is_recorded_by_the_write_that_stamps_it(settings):
+    # re-fetch mode, the task already final: nothing is fetched; the delivery, with its
+    # outcome, and the task's arrival stamp are one statement on PostgreSQL (one
+    # transaction elsewhere) after the token lookup
+    set_evolink(settings, TRUST_CALLBACK_BODY=False)
+    task, raw = make_task(status="completed", completed_at=timezone.now())
+    body = task_answer(status="processing", progress=60)
+    with responses.RequestsMock() as evolink, CaptureQueriesContext(connection) as ctx:
+        response = Client().post(callback_path(raw), body, content_type="application/json")
+        assert not evolink.calls
+    assert response.status_code == 200 and response.json()["outcome"] == "stale"
+    sql = statements(ctx)
+    expected = ["SELECT", "WITH"] if connection.vendor == "postgresql" else [
+        "SELECT", "UPDATE", "INSERT"]
+    assert [s.split()[0] for s in sql] == expected, sql
+    commits = [q for q in ctx.captured_queries if q["sql"].upper().startswith("COMMIT")]
+    assert len(commits) <= 1
+    (delivery,) = TaskEvent.objects.filter(task=task)
+    assert (delivery.outcome, delivery.changed, delivery.status_before,
+            delivery.status_after) == ("stale", False, "completed", "completed")
+    assert delivery.note == "callback delivery\nthe task is already final; not re-fetched"
+    assert delivery.payload["progress"] == 60 and delivery.headers
+    task.refresh_from_db()
+    assert task.status == "completed" and task.callback_received_at is not None
+
+
 @pytest.mark.parametrize("watched", [True, False])
 def test_a_change_is_announced_only_while_the_task_is_watched(
     watched, monkeypatch, django_capture_on_commit_callbacks
