@@ -247,7 +247,7 @@ class CallbackView(CallbackTokenMixin, View):
             except PayloadError:
                 update = None  # recorded as such by apply_payload
             result = apply_payload(task, body, source=EventSource.CALLBACK, event=event,
-                                   update=update, optimistic=update is not None)
+                                   update=update, optimistic=True)
             return result.outcome
         hint = self.classify_hint(task, body)
         if task.is_final:

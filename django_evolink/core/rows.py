@@ -15,6 +15,7 @@ records - on PostgreSQL one statement, so one round trip and one commit.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,12 +81,12 @@ def locked_task(pk: Any) -> ImageTask:
 _GUARDED_SQL: dict[tuple[str, tuple[str, ...], tuple[str, ...], int, tuple[str, ...]], str] = {}
 
 #: A stored event and the values to write to it.
-Finish = tuple[TaskEvent, dict[str, Any]]
+EventValues = tuple[TaskEvent, dict[str, Any]]
 
 
 def write_guarded(task: ImageTask, values: dict[str, Any], guard: dict[str, Any],
                   event: TaskEvent, images: Sequence[GeneratedImage] = (), *,
-                  finish: Finish | None = None, read_watch: bool = True) -> bool:
+                  finish: EventValues | None = None, read_watch: bool = True) -> bool:
     """Write ``values`` to the row of ``task`` only while its columns still hold
     ``guard`` (compare-and-set, ``None`` meaning NULL), and insert ``event`` and ``images``
     with it (``finish``: and update that stored event, e.g. the callback delivery a
@@ -114,7 +115,7 @@ def write_guarded(task: ImageTask, values: dict[str, Any], guard: dict[str, Any]
 
 def _write_guarded_orm(alias: str, task: ImageTask, values: dict[str, Any],
                        guard: dict[str, Any], event: TaskEvent,
-                       images: Sequence[GeneratedImage], finish: Finish | None,
+                       images: Sequence[GeneratedImage], finish: EventValues | None,
                        read_watch: bool) -> bool:
     """:func:`write_guarded` as one transaction of the ORM's statements."""
     try:
@@ -138,10 +139,10 @@ def _write_guarded_orm(alias: str, task: ImageTask, values: dict[str, Any],
 
 def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, Any],
                             guard: dict[str, Any], event: TaskEvent,
-                            images: Sequence[GeneratedImage], finish: Finish | None) -> bool:
+                            images: Sequence[GeneratedImage], finish: EventValues | None) -> bool:
     """:func:`write_guarded` as one statement: the inserts select from the UPDATE's
     ``RETURNING``, so they happen only when it matched."""
-    task_fields = {f.name: f for f in ImageTask._meta.concrete_fields}
+    task_fields, event_by_name = _fields_by_name(ImageTask), _fields_by_name(TaskEvent)
     event_fields = _inserted_fields(TaskEvent)
     image_fields = _inserted_fields(GeneratedImage)
     finished = finish[1] if finish is not None else {}
@@ -185,8 +186,7 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
             )
         if finished:
             event_meta = TaskEvent._meta
-            columns = {f.name: f.column for f in event_meta.concrete_fields}
-            sets = ", ".join(f"{qn(columns[name])} = %s" for name in finished)
+            sets = ", ".join(f"{qn(event_by_name[name].column)} = %s" for name in finished)
             sql += (f", finished AS (UPDATE {qn(event_meta.db_table)} "  # noqa: S608
                     f"SET {sets} WHERE {qn(event_meta.pk.column)} = %s "
                     "AND EXISTS (SELECT 1 FROM updated))")
@@ -201,8 +201,7 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
     for image in images:
         params += _insert_params(image, image_fields, connection)
     if finish is not None:
-        event_fields_by_name = {f.name: f for f in TaskEvent._meta.concrete_fields}
-        params += [event_fields_by_name[name].get_db_prep_save(value, connection)
+        params += [event_by_name[name].get_db_prep_save(value, connection)
                    for name, value in finished.items()]
         params.append(TaskEvent._meta.pk.get_db_prep_value(finish[0].pk, connection))
     with transaction.atomic(using=connection.alias) if connection.in_atomic_block \
@@ -216,8 +215,16 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
     return True
 
 
+@functools.cache
+def _fields_by_name(model: type[Model]) -> dict[str, Field]:
+    """The concrete fields of ``model`` by name (looked up once per process)."""
+    return {f.name: f for f in model._meta.concrete_fields}
+
+
+@functools.cache
 def _inserted_fields(model: type[Model]) -> list[Field]:
-    """The columns of ``model`` an insert of one of its rows gives, but its task's."""
+    """The columns of ``model`` an insert of one of its rows gives, but its task's (looked
+    up once per process)."""
     return [f for f in model._meta.concrete_fields
             if not f.primary_key and f.name != "task"]
 

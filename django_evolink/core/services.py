@@ -273,7 +273,7 @@ def fetch_and_apply(task: ImageTask, *, source: str, note: str = "",
             then=then, finish=finish,
         )
     return apply_payload(task, answer, source=source, note=note, then=then, finish=finish,
-                         optimistic=optimistic and then is None)
+                         optimistic=optimistic)
 
 
 #: Sources whose recorded bodies are Evolink's own answers to this site's requests.

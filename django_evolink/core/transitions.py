@@ -51,7 +51,7 @@ Bookkeeping = Callable[[ImageTask, str], dict[str, Any]]
 #: Another stored event's outcome written with an apply (the callback delivery a re-fetch
 #: verifies): ``result -> (event, {field: value})``; called before the write, so the
 #: result's own event has no primary key yet.
-Finish = Callable[["ApplyResult"], rows.Finish]
+Finish = Callable[["ApplyResult"], rows.EventValues]
 
 #: How long Evolink keeps result links alive.
 RESULT_LINK_LIFETIME = timedelta(hours=24)

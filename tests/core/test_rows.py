@@ -88,7 +88,6 @@ def test_a_guarded_write_whose_guard_holds_writes_the_row_the_event_and_the_imag
     task, _raw = _rich_task()
     later = timezone.now() + timezone.timedelta(minutes=5)
     ImageTask.objects.filter(pk=task.pk).update(watched_until=later)  # a viewer's mark
-    event = _event(task)
     task.watched_until = None  # what the write returns replaces it
     for _first_then_cached in range(2):
         event = _event(task)
