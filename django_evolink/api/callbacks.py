@@ -10,11 +10,13 @@ views, has a fixed :meth:`CallbackView.post` and keeps the authentication apart 
    compared in constant time; an unknown token answers 404 and records nothing;
 2. **record**: the delivery is stored as a :class:`~django_evolink.models.TaskEvent`
    (body, headers with secrets redacted, remote address) before anything is applied, so
-   it survives any later failure (the view is not wrapped in ``ATOMIC_REQUESTS``): in
-   its own write when the task is re-fetched (its outcome written by the transaction
-   that applies Evolink's answer); with a trusted body by the write that applies it, and
-   for a task already final by the write that stamps its arrival (alone, as ``error``,
-   when that write fails), and answered only after that commit;
+   it survives any later failure (the view is not wrapped in ``ATOMIC_REQUESTS``): when
+   the task is re-fetched, by the token lookup's own statement (on PostgreSQL the
+   ``INSERT`` selects from the lookup: one round trip), committed before Evolink is
+   asked, its outcome written by the transaction that applies Evolink's answer; with a
+   trusted body by the write that applies it, and for a task already final by the write
+   that stamps its arrival (alone, as ``error``, when that write fails), and answered
+   only after that commit;
 3. **check**: a body that is not a task object, or is about another task, answers 400
    and changes nothing (the event keeps its outcome);
 4. **apply**: by default (``TRUST_CALLBACK_BODY = False``) the body is only a hint:
@@ -101,11 +103,20 @@ def client_address(request: HttpRequest) -> str | None:
 class CallbackTokenMixin:
     """Authenticates a callback by the per-task token in its URL."""
 
-    def validate_request(self, request: HttpRequest, token: str) -> ImageTask:
-        """The task whose callback token is ``token``, or :class:`Http404`."""
+    def validate_request(self, request: HttpRequest, token: str,
+                         record: TaskEvent | None = None) -> ImageTask:
+        """The task whose callback token is ``token``, or :class:`Http404`; with
+        ``record`` (the delivery, not saved yet) stored for that task by the lookup's own
+        statement unless the task is final (:func:`~django_evolink.rows.find_and_record`).
+        Nothing is stored for an unknown token."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise Http404("unknown callback")
-        task = rows.task_by("callback_token_hash", tokens.hash_token(token))
+        digest = tokens.hash_token(token)
+        if record is None:
+            task = rows.task_by("callback_token_hash", digest)
+        else:
+            task = rows.find_and_record("callback_token_hash", digest, record)
+        # The lookup already matched the hash; compared again in constant time.
         if task is None or not tokens.token_matches(token, task.callback_token_hash):
             raise Http404("unknown callback")
         return task
@@ -129,21 +140,27 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(503, {"detail": "The callback could not be received now."})
 
     def receive(self, request: HttpRequest, token: str) -> JsonResponse:
+        event = self.delivery(request)
+        # Re-fetch mode: the delivery is stored by the token lookup's own statement,
+        # committed before Evolink is asked (no transaction is held open meanwhile, and a
+        # worker killed during the fetch leaves it recorded); its outcome is written with
+        # the apply of Evolink's answer. A trusted body is recorded by the write that
+        # applies it, a delivery for a final task by the write that stamps its arrival
+        # (nothing is fetched). When that write fails nothing of it is written and the
+        # delivery is recorded as ``error``.
         try:
-            task = self.validate_request(request, token)
+            task = self.validate_request(
+                request, token, None if body_is_trusted(EventSource.CALLBACK) else event)
         except Http404:
             return self.answer(404, {"detail": "Unknown callback URL."})
-        # Re-fetch mode: the delivery is committed on its own first (no transaction is
-        # held open while Evolink is asked, and a worker killed during the fetch leaves
-        # the delivery recorded); its outcome is written with the apply of Evolink's
-        # answer. A trusted body is recorded by the write that applies it, a delivery for
-        # a final task by the write that stamps its arrival (nothing is fetched). When
-        # that write fails nothing of it is written and the delivery is recorded as
-        # ``error``.
-        event, problem = self.record(
-            request, task, defer=body_is_trusted(EventSource.CALLBACK) or task.is_final)
+        event.task_id = task.pk  # for the writes that store it later
+        problem = self.check_body(task, self._parsed_body)
         if problem is not None:
-            return problem
+            outcome, message = problem
+            if isinstance(event.payload, dict) and event.payload.get("_too_large"):
+                message = "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE bytes."
+            self.set_outcome(event, outcome, message, task.status, task.status)
+            return self.answer(400, {"detail": message, "outcome": outcome})
         try:
             outcome = self.apply(task, self._parsed_body, event)
             if event.pk is None:  # an overridden apply() did not record it
@@ -159,25 +176,15 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(503, {"detail": "The callback could not be applied now."})
         return self.answer(200, {"received": True, "outcome": outcome})
 
-    def record(self, request: HttpRequest, task: ImageTask, *, defer: bool
-               ) -> tuple[TaskEvent, JsonResponse | None]:
-        """The delivery's event (``defer``: not saved yet, inserted with its outcome) and,
-        for a body that is not a task object for ``task``, the 400 answer (its event then
-        stored with that outcome)."""
-        body, parsed = self.parse_body(request)
-        self._parsed_body = parsed
-        event = record_event(task, EventSource.CALLBACK, body,
-                             headers=redact_headers(request.headers),
-                             remote_addr=client_address(request), note="callback delivery",
-                             defer=defer)
-        problem = self.check_body(task, parsed)
-        if problem is None:
-            return event, None
-        outcome, message = problem
-        if isinstance(body, dict) and body.get("_too_large"):
-            message = "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE bytes."
-        self.set_outcome(event, outcome, message, task.status, task.status)
-        return event, self.answer(400, {"detail": message, "outcome": outcome})
+    def delivery(self, request: HttpRequest) -> TaskEvent:
+        """The delivery's event, not saved yet and its task not known: the body as
+        :meth:`parse_body` stores it (the parsed JSON kept for the check and the apply),
+        the headers with secrets redacted, the remote address."""
+        body, self._parsed_body = self.parse_body(request)
+        return record_event(None, EventSource.CALLBACK, body,
+                            headers=redact_headers(request.headers),
+                            remote_addr=client_address(request), note="callback delivery",
+                            defer=True)
 
     # -- hooks -------------------------------------------------------------------------
     def parse_body(self, request: HttpRequest) -> tuple[Any, Any]:

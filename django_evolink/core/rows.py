@@ -22,11 +22,13 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.db.models import Field, Model
 
-from .models import GeneratedImage, ImageTask, TaskEvent
+from .models import FINAL_STATUSES, GeneratedImage, ImageTask, TaskEvent
 
 #: Per (database alias, field, locked): the SQL, the field names in the order selected,
 #: and the converters by position.
 _COMPILED: dict[tuple[str, str, bool], tuple[str, list[str], dict[int, Any]]] = {}
+#: Per (database alias, field): the statement of :func:`find_and_record` on PostgreSQL.
+_RECORDING_SQL: dict[tuple[str, str], str] = {}
 
 
 def task_by(field: str, value: Any, *, for_update: bool = False) -> ImageTask | None:
@@ -34,11 +36,96 @@ def task_by(field: str, value: Any, *, for_update: bool = False) -> ImageTask | 
     unique), or None. ``for_update`` locks its row: call it inside a transaction."""
     alias = router.db_for_write(ImageTask) if for_update else router.db_for_read(ImageTask)
     connection = connections[alias]
+    param = _lookup_param(field, value, connection)
+    compiled = _compiled_select(alias, field, for_update, param, value)
+    if compiled is None:
+        tasks = ImageTask.objects.using(alias).filter(**{field: value})
+        return (tasks.select_for_update() if for_update else tasks).first()
+    sql, names, converters = compiled
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param])
+        row = cursor.fetchone()
+    return None if row is None else _task_from_row(alias, names, converters, row)
+
+
+def find_and_record(field: str, value: Any, event: TaskEvent) -> ImageTask | None:
+    """:func:`task_by` (no lock) that also inserts ``event`` (a delivery not saved yet,
+    its task unknown) for the task found, unless that task is final: ``event.pk`` then
+    says whether it was stored. Nothing is stored when no task is found.
+
+    On PostgreSQL one statement (the ``INSERT`` selects from the lookup), so a delivery is
+    found and recorded in one round trip and one commit; elsewhere the lookup, then the
+    ``INSERT``.
+    """
+    alias = router.db_for_write(ImageTask)
+    connection: Any = connections[alias]
+    param = _lookup_param(field, value, connection)
+    compiled = _compiled_select(alias, field, False, param, value)
+    if connection.vendor != "postgresql" or compiled is None:
+        task = task_by(field, value)
+        if task is not None and not task.is_final:
+            event.task_id = task.pk
+            event.save(force_insert=True, using=alias)
+        return task
+    select, names, converters = compiled
+    fields = _inserted_fields(TaskEvent)
+    finals = sorted(FINAL_STATUSES)
+    sql = _RECORDING_SQL.get((alias, field))
+    if sql is None:
+        qn = connection.ops.quote_name
+        status = _fields_by_name(ImageTask)["status"].column
+        # Only the models' own table and column names (quoted) and types are built in;
+        # every value is a parameter.
+        sql = (
+            f"WITH found AS ({select}), "  # noqa: S608
+            f"recorded AS ({_insert_into(connection, TaskEvent, fields)} "
+            f"SELECT found.{qn(ImageTask._meta.pk.column)}, "
+            f"{', '.join(_cast(connection, f) for f in fields)} FROM found "
+            f"WHERE found.{qn(status)} NOT IN ({', '.join(['%s'] * len(finals))}) "
+            f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id) "
+            "SELECT found.*, (SELECT recorded.id FROM recorded) FROM found"
+        )
+        _RECORDING_SQL[(alias, field)] = sql
+    params = [param, *_insert_params(event, fields, connection), *finals]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    task = _task_from_row(alias, names, converters, row[:-1])
+    if row[-1] is not None:
+        event.task_id, event.pk = task.pk, row[-1]
+        event._state.adding, event._state.db = False, alias
+    return task
+
+
+def _cast(connection: Any, field: Field) -> str:
+    """A parameter cast to ``field``'s column type (an ``INSERT ... SELECT`` has no
+    column to infer it from)."""
+    return f"CAST(%s AS {field.db_type(connection)})"
+
+
+def _insert_into(connection: Any, model: type[Model], fields: list[Field]) -> str:
+    """``INSERT INTO <model's table> (<its task column>, <fields' columns>)``."""
+    qn = connection.ops.quote_name
+    task_column = next(f.column for f in model._meta.concrete_fields if f.name == "task")
+    return (f"INSERT INTO {qn(model._meta.db_table)} ({qn(task_column)}, "
+            f"{', '.join(qn(f.column) for f in fields)})")
+
+
+def _lookup_param(field: str, value: Any, connection: Any) -> Any:
     model_field = ImageTask._meta.pk if field == "pk" else ImageTask._meta.get_field(field)
     if not isinstance(model_field, Field):
         raise TypeError(f"{field!r} is not a column of ImageTask")
-    param = model_field.get_db_prep_value(model_field.get_prep_value(value), connection,
-                                          prepared=True)
+    return model_field.get_db_prep_value(model_field.get_prep_value(value), connection,
+                                         prepared=True)
+
+
+def _compiled_select(alias: str, field: str, for_update: bool, param: Any, value: Any
+                     ) -> tuple[str, list[str], dict[int, Any]] | None:
+    """The plain ``SELECT`` of the task whose ``field`` is ``value``, compiled once per
+    (database, field, locking): SQL, field names in the order selected, converters by
+    position. None when the ORM does not compile it to that plain statement."""
     key = (alias, field, for_update)
     compiled = _COMPILED.get(key)
     if compiled is None:
@@ -51,15 +138,16 @@ def task_by(field: str, value: Any, *, for_update: bool = False) -> ImageTask | 
         names = [column.target.attname for column in columns]
         if list(params) != [param] or names != [
                 f.attname for f in ImageTask._meta.concrete_fields]:
-            return tasks.first()  # not the plain statement expected: the ORM's own way
+            return None
         compiled = (sql, names, compiler.get_converters(columns))
         _COMPILED[key] = compiled
-    sql, names, converters = compiled
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [param])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    return compiled
+
+
+def _task_from_row(alias: str, names: list[str], converters: dict[int, Any],
+                   row: Sequence[Any]) -> ImageTask:
+    """The instance of a row read by a compiled select, made as the ORM makes it."""
+    connection = connections[alias]
     values = list(row)
     for position, (functions, expression) in converters.items():
         for convert in functions:
@@ -152,13 +240,7 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
         qn = connection.ops.quote_name
 
         def cast(f: Field) -> str:
-            return f"CAST(%s AS {f.db_type(connection)})"
-
-        def into(model: type[Model], fields: list[Field]) -> str:
-            task_column = next(f.column for f in model._meta.concrete_fields
-                               if f.name == "task")
-            return (f"INSERT INTO {qn(model._meta.db_table)} ({qn(task_column)}, "
-                    f"{', '.join(qn(f.column) for f in fields)})")
+            return _cast(connection, f)
 
         meta = ImageTask._meta
         sets = ", ".join(f"{qn(task_fields[name].column)} = %s" for name in values)
@@ -171,7 +253,7 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
             f"WITH updated AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
             f"WHERE {qn(meta.pk.column)} = %s{where} "
             f"RETURNING {qn(meta.pk.column)} AS id, {watched} AS watched), "
-            f"recorded AS ({into(TaskEvent, event_fields)} "
+            f"recorded AS ({_insert_into(connection, TaskEvent, event_fields)} "
             f"SELECT updated.id, {', '.join(cast(f) for f in event_fields)} FROM updated "
             f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id)"
         )
@@ -179,7 +261,7 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
             row = "(" + ", ".join(cast(f) for f in image_fields) + ")"
             names = ", ".join(f"c{i}" for i in range(len(image_fields)))
             sql += (
-                f", stored AS ({into(GeneratedImage, image_fields)} "  # noqa: S608
+                f", stored AS ({_insert_into(connection, GeneratedImage, image_fields)} "  # noqa: S608
                 f"SELECT updated.id, image.* FROM updated, "
                 f"(VALUES {', '.join([row] * len(images))}) AS image ({names}) "
                 "ON CONFLICT DO NOTHING)"

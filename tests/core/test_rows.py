@@ -69,6 +69,49 @@ def test_a_field_that_is_not_a_column_is_refused():
         rows.task_by("images", 1)
 
 
+def _delivery() -> TaskEvent:
+    """A callback delivery as the receiver makes it: not saved, its task not known."""
+    return TaskEvent(source=EventSource.CALLBACK, payload={"id": "x", "progress": 60},
+                     headers={"User-Agent": "x"}, remote_addr="127.0.0.1",
+                     note="callback delivery")
+
+
+def test_find_and_record_finds_the_orms_task_and_stores_the_delivery_for_it():
+    task, raw = _rich_task()
+    digest = tokens.hash_token(raw)
+    for _first_then_cached in range(2):
+        event = _delivery()
+        with CaptureQueriesContext(connection) as queries:
+            found = rows.find_and_record("callback_token_hash", digest, event)
+        _same_as_the_orm(found, task.pk)
+        assert event.pk is not None and not event._state.adding and event.task_id == task.pk
+        saved = TaskEvent.objects.get(pk=event.pk)
+        for field in ("task_id", "source", "payload", "headers", "remote_addr", "note",
+                      "outcome", "changed"):
+            assert getattr(saved, field) == getattr(event, field), field
+        sql = [q["sql"] for q in queries.captured_queries]
+        if connection.vendor == "postgresql":  # the INSERT selects from the lookup
+            assert len(sql) == 1 and sql[0].startswith("WITH") and "INSERT INTO" in sql[0]
+    assert TaskEvent.objects.filter(task=task).count() == 2
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_find_and_record_stores_nothing_for_a_final_task(status):
+    task, raw = make_task(status=status, completed_at=timezone.now())
+    event = _delivery()
+    found = rows.find_and_record("callback_token_hash", tokens.hash_token(raw), event)
+    assert found.pk == task.pk and found.status == status
+    assert event.pk is None and event._state.adding
+    assert not TaskEvent.objects.exists()
+
+
+def test_find_and_record_stores_nothing_for_an_unknown_token():
+    make_task()
+    event = _delivery()
+    assert rows.find_and_record("callback_token_hash", tokens.hash_token("nope"), event) is None
+    assert event.pk is None and not TaskEvent.objects.exists()
+
+
 def _event(task: ImageTask, **fields) -> TaskEvent:
     return TaskEvent(task_id=task.pk, source=EventSource.CALLBACK, payload={"progress": 60},
                      headers={"User-Agent": "x"}, remote_addr="127.0.0.1", note="n",

@@ -133,20 +133,32 @@ def test_task_store_heap_finds_only_due_tasks_and_rechecks_entries():
 
 
 def test_a_refetched_callback_writes_its_outcome_with_the_apply(settings):
-    # re-fetch mode: the delivery is committed first, on its own; Evolink's answer is then
-    # applied to the row as read, with its event and the delivery's outcome, only while the
-    # row holds what was read: one statement on PostgreSQL, one transaction elsewhere
+    # re-fetch mode: the delivery is committed first, by the token lookup's own statement
+    # on PostgreSQL (the lookup, then its INSERT elsewhere), before Evolink is asked;
+    # Evolink's answer is then applied to the row as read, with its event and the
+    # delivery's outcome, only while the row holds what was read: one statement on
+    # PostgreSQL, one transaction elsewhere
     set_evolink(settings, TRUST_CALLBACK_BODY=False)
     task, raw = make_task()
     body = task_answer(status="processing", progress=60)
+    recorded_before_the_get = []
+
+    def answer(request):
+        recorded_before_the_get.append(TaskEvent.objects.filter(task=task).count())
+        return 200, {}, json.dumps(body)
+
     with responses.RequestsMock() as evolink, CaptureQueriesContext(connection) as ctx:
-        evolink.get(task_url(), json=body)
+        evolink.add_callback(responses.GET, task_url(), callback=answer,
+                             content_type="application/json")
         response = Client().post(callback_path(raw), body, content_type="application/json")
     assert response.status_code == 200
+    assert recorded_before_the_get == [1]
     sql = statements(ctx)
-    expected = ["SELECT", "INSERT", "WITH"] if connection.vendor == "postgresql" else [
-        "SELECT", "INSERT", "UPDATE", "INSERT", "UPDATE"]
+    postgres = connection.vendor == "postgresql"
+    expected = ["WITH", "SELECT", "WITH"] if postgres else [
+        "SELECT", "INSERT", "SELECT", "UPDATE", "INSERT", "UPDATE"]
     assert [s.split()[0] for s in sql] == expected, sql
+    assert "callback_token_hash" in sql[0] and (not postgres or "INSERT INTO" in sql[0])
     assert all("FOR UPDATE" not in s for s in sql)
     delivery, applied = TaskEvent.objects.filter(task=task).order_by("received_at", "id")
     assert delivery.note.startswith("callback delivery") and not delivery.changed
@@ -182,9 +194,9 @@ def test_a_refetched_answer_for_a_row_changed_meanwhile_is_applied_under_lock(se
 
 
 def test_a_delivery_for_a_final_task_is_recorded_by_the_write_that_stamps_it(settings):
-    # re-fetch mode, the task already final: nothing is fetched; the delivery, with its
-    # outcome, and the task's arrival stamp are one statement on PostgreSQL (one
-    # transaction elsewhere) after the token lookup
+    # re-fetch mode, the task already final: nothing is fetched; the token lookup stores
+    # nothing (its INSERT skips a final task); the delivery, with its outcome, and the
+    # task's arrival stamp are one statement on PostgreSQL (one transaction elsewhere)
     set_evolink(settings, TRUST_CALLBACK_BODY=False)
     task, raw = make_task(status="completed", completed_at=timezone.now())
     body = task_answer(status="processing", progress=60)
@@ -193,7 +205,7 @@ def test_a_delivery_for_a_final_task_is_recorded_by_the_write_that_stamps_it(set
         assert not evolink.calls
     assert response.status_code == 200 and response.json()["outcome"] == "stale"
     sql = statements(ctx)
-    expected = ["SELECT", "WITH"] if connection.vendor == "postgresql" else [
+    expected = ["WITH", "WITH"] if connection.vendor == "postgresql" else [
         "SELECT", "UPDATE", "INSERT"]
     assert [s.split()[0] for s in sql] == expected, sql
     commits = [q for q in ctx.captured_queries if q["sql"].upper().startswith("COMMIT")]
