@@ -9,9 +9,11 @@ uploaded to the emulator's files API, ``n = 1``) the benchmark alternates, ``N``
   :class:`~django_evolink.client.EvolinkClient`, the answer applied through the
   transition function (its event recorded) - on PostgreSQL.
 
-Then ``create_task`` without and with every spending limit set (none reached), side by
-side, and the SQL statements of one create each way (the check's target: two more; its
-transaction adds a BEGIN and a COMMIT, counted apart).
+Then the database's share alone (PostgreSQL): the two statements of a create, replayed
+with fresh ids around a bare POST, against the bare POST - the floor of the ratio while a
+create keeps its two durable writes. Then ``create_task`` without and with every spending
+limit set (none reached), side by side, and the SQL statements of one create each way
+(the check's target: two more; its transaction adds a BEGIN and a COMMIT, counted apart).
 
 A second, shorter series repeats this with the emulator answering creates after 50 ms
 (``--latency``), a stand-in for the network and Evolink's own work, to show how the fixed
@@ -30,6 +32,7 @@ import io
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -179,7 +182,47 @@ def run(iterations: int, database: str, latency: float = 0.0) -> list[dict]:
                 common.row(bench, "overhead per task (p50)", round(mo - mb, 2), "ms"),
             ])
 
+        def floor_series(count: int) -> None:
+            """The database's share alone: the two statements of one create (the claimed
+            task's INSERT, the answer's statement), replayed on the raw connection with
+            fresh ids around a bare POST - no validation, no model instances, no
+            parameters built - alternated with the bare POST."""
+            captured: list[tuple[str, list]] = []
+
+            def capture(execute, sql, params, many, context):
+                captured.append((sql, list(params)))
+                return execute(sql, params, many, context)
+
+            with connection.execute_wrapper(capture):
+                ours()
+            (insert_sql, insert_params), (answer_sql, answer_params) = captured
+            key = next(i for i, v in enumerate(answer_params) if isinstance(v, uuid.UUID))
+            cursor = connection.connection.cursor()
+
+            def floor() -> float:
+                pk = uuid.uuid4()
+                start = time.perf_counter()
+                cursor.execute(insert_sql, [pk, *insert_params[1:]])
+                session.post(endpoint, json=body, headers=headers, timeout=30)
+                answer_params[0], answer_params[key] = f"floor-{pk.hex}", pk
+                cursor.execute(answer_sql, answer_params)
+                return time.perf_counter() - start
+
+            times_bare, times_floor = [], []
+            for _ in range(count):
+                times_floor.append(floor())
+                times_bare.append(bare())
+            mb, mf = common.median(times_bare) * 1000, common.median(times_floor) * 1000
+            print(f"floor: the create's two statements replayed around a bare POST p50 "
+                  f"{mf:.2f} ms, bare POST p50 {mb:.2f} ms, ratio {mf / mb:.2f}", flush=True)
+            rows.append(common.row(
+                f"submit ({connection.vendor}, {count} each)",
+                "floor: the two statements alone + bare POST, p50", round(mf, 2), "ms",
+                baseline=round(mb, 2)))
+
         series(iterations, 0.0)
+        if connection.vendor == "postgresql":
+            floor_series(iterations)
         limits_series(iterations)
         if latency:
             series(max(20, iterations // 3), latency)

@@ -91,6 +91,16 @@ def test_submit_benchmark(tmp_path):
     assert figure(rows, "submit", "create_task p50 with limits")["value"] > 0
 
 
+@pytest.mark.postgres
+@pytest.mark.skipif(not ON_POSTGRES, reason="the floor replays PostgreSQL statements "
+                    "(set DATABASE_URL=postgres://...)")
+def test_submit_benchmark_measures_the_databases_floor_on_postgresql(tmp_path):
+    rows = run_script("bench_submit.py", tmp_path, "--database", "postgresql")
+    floor = figure(rows, "submit", "floor: the two statements alone")
+    assert floor["value"] > floor["baseline"] > 0  # two durable writes cost something
+    assert figure(rows, "submit", "create_task p50")["value"] > 0
+
+
 def test_run_all_rejects_unknown_names():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--only",
                            "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
