@@ -17,9 +17,10 @@ retry is due or a job was lost) stores each image once:
   bytes cannot hold a worker (each read is bounded by what is left of that deadline);
 - its dimensions are read from the header and refused above ``DOWNLOAD_MAX_PIXELS``
   before anything is decoded (a small file can declare a huge image); then the whole
-  content is checked without drawing it at full size (:func:`check_content`: a PNG's
-  every chunk against its CRC up to ``IEND``, a JPEG's every scan decoded at 1/8 scale,
-  other formats decoded), so a truncated or corrupt file is refused;
+  content is checked without drawing it at full size (a PNG's every chunk against its
+  CRC up to ``IEND``, as its bytes arrive (:mod:`.png_chunks`); :func:`check_content`: a
+  JPEG's every scan decoded at 1/8 scale, other formats decoded), so a truncated or
+  corrupt file is refused;
 - the images of one task are fetched side by side (at most :data:`PARALLEL_DOWNLOADS`
   at once, in threads that touch no database), then stored one after the other;
 - saved at the deterministic path of :func:`models.result_upload_to`;
@@ -65,6 +66,7 @@ from ..core import live
 from ..core.models import GeneratedImage, ImageTask, Status, result_upload_to
 from ..evolink import url_policy
 from . import queue
+from .png_chunks import PngChunkCheck
 
 logger = logging.getLogger("django_evolink.downloads")
 
@@ -201,8 +203,8 @@ def _chunks(response: requests.Response, deadline: _Deadline) -> Iterator[bytes]
         yield chunk
 
 
-def _read_capped(response: requests.Response, max_bytes: int,
-                 deadline: _Deadline) -> TemporaryUploadedFile:
+def _read_capped(response: requests.Response, max_bytes: int, deadline: _Deadline,
+                 check: PngChunkCheck) -> TemporaryUploadedFile:
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise DownloadError(
@@ -225,6 +227,7 @@ def _read_capped(response: requests.Response, max_bytes: int,
                     permanent=True,
                 )
             buf.write(chunk)
+            check.feed(chunk)
     except (requests.RequestException, URLLib3Error, OSError) as exc:
         buf.close()
         raise DownloadError(
@@ -249,6 +252,7 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
     """
     max_bytes = int(conf.get("DOWNLOAD_MAX_BYTES"))
     deadline = _Deadline()
+    check = PngChunkCheck()  # a PNG's chunks, checked as they arrive
     with requests.Session() as session:
         session.mount("http://", PeerCheckingAdapter())
         session.mount("https://", PeerCheckingAdapter())
@@ -273,12 +277,16 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
                         gettext("The image link answered HTTP %(status)d.") % {"status": status},
                         permanent=not transient,
                     )
-                buf = _read_capped(response, max_bytes, deadline)
+                buf = _read_capped(response, max_bytes, deadline, check)
                 break
         else:
             raise DownloadError(
                 gettext("More than %(n)d redirects.") % {"n": MAX_REDIRECTS}, permanent=True
             )
+    if check.is_png and check.problem():
+        logger.debug("downloaded PNG refused: %s", check.problem())
+        buf.close()
+        raise DownloadError(gettext("The image is truncated or corrupt."), permanent=False)
     size = buf.seek(0, 2)
     buf.seek(0)
     max_pixels = int(conf.get("DOWNLOAD_MAX_PIXELS"))
@@ -300,7 +308,8 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
                     % {"w": width, "h": height, "got": width * height, "max": max_pixels},
                     permanent=True,
                 )
-            check_content(img)
+            if not (fmt == "PNG" and check.is_png):  # a PNG's chunks are checked already
+                check_content(img)
     except DownloadError:
         buf.close()
         raise
@@ -322,8 +331,9 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
 def check_content(img: Image.Image) -> None:
     """Read the whole of a just-opened image, raising ``OSError``/``SyntaxError`` when it
     is truncated or corrupt, at a fraction of the cost of decoding it: a PNG's chunks
-    are checked against their CRCs up to ``IEND`` (no inflating), a JPEG is decoded at
-    1/8 scale (every scan is still read and entropy-decoded); other formats are decoded."""
+    are checked against their CRCs up to ``IEND`` (no inflating; a download's PNG is
+    checked while it arrives, :mod:`.png_chunks`), a JPEG is decoded at 1/8 scale (every
+    scan is still read and entropy-decoded); other formats are decoded."""
     if img.format == "PNG":
         img.verify()
     elif img.format == "JPEG":
