@@ -308,8 +308,7 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
                     % {"w": width, "h": height, "got": width * height, "max": max_pixels},
                     permanent=True,
                 )
-            if not (fmt == "PNG" and check.is_png):  # a PNG's chunks are checked already
-                check_content(img)
+            check_content(img)
     except DownloadError:
         buf.close()
         raise
@@ -329,14 +328,14 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
 
 
 def check_content(img: Image.Image) -> None:
-    """Read the whole of a just-opened image, raising ``OSError``/``SyntaxError`` when it
-    is truncated or corrupt, at a fraction of the cost of decoding it: a PNG's chunks
-    are checked against their CRCs up to ``IEND`` (no inflating; a download's PNG is
-    checked while it arrives, :mod:`.png_chunks`), a JPEG is decoded at 1/8 scale (every
-    scan is still read and entropy-decoded); other formats are decoded."""
+    """Read the whole of a just-downloaded image, raising ``OSError``/``SyntaxError`` when
+    it is truncated or corrupt, at a fraction of the cost of decoding it: a JPEG is decoded
+    at 1/8 scale (every scan is still read and entropy-decoded); other formats are decoded.
+    A PNG needs nothing more: its chunks were checked against their CRCs up to ``IEND`` as
+    its bytes arrived (:mod:`.png_chunks`, in :func:`fetch_image`)."""
     if img.format == "PNG":
-        img.verify()
-    elif img.format == "JPEG":
+        return
+    if img.format == "JPEG":
         img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
         img.load()
     else:

@@ -94,9 +94,15 @@ def find_and_record(field: str, value: Any, event: TaskEvent) -> ImageTask | Non
         return None
     task = _task_from_row(alias, names, converters, row[:-1])
     if row[-1] is not None:
-        event.task_id, event.pk = task.pk, row[-1]
-        event._state.adding, event._state.db = False, alias
+        event.task_id = task.pk
+        _stored(event, row[-1], alias)
     return task
+
+
+def _stored(event: TaskEvent, pk: Any, alias: str) -> None:
+    """Mark ``event`` as the row a statement of this module inserted with key ``pk``."""
+    event.pk = pk
+    event._state.adding, event._state.db = False, alias
 
 
 def _cast(connection: Any, field: Field) -> str:
@@ -238,15 +244,12 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
     sql = _GUARDED_SQL.get(key)
     if sql is None:
         qn = connection.ops.quote_name
-
-        def cast(f: Field) -> str:
-            return _cast(connection, f)
-
         meta = ImageTask._meta
         sets = ", ".join(f"{qn(task_fields[name].column)} = %s" for name in values)
         where = "".join(f" AND {qn(task_fields[name].column)} IS NOT DISTINCT FROM "
-                        f"{cast(task_fields[name])}" for name in guard)
+                        f"{_cast(connection, task_fields[name])}" for name in guard)
         watched = qn(task_fields["watched_until"].column)
+        event_casts = ", ".join(_cast(connection, f) for f in event_fields)
         # Only the models' own table and column names (quoted) and types are built in;
         # every value is a parameter.
         sql = (
@@ -254,11 +257,11 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
             f"WHERE {qn(meta.pk.column)} = %s{where} "
             f"RETURNING {qn(meta.pk.column)} AS id, {watched} AS watched), "
             f"recorded AS ({_insert_into(connection, TaskEvent, event_fields)} "
-            f"SELECT updated.id, {', '.join(cast(f) for f in event_fields)} FROM updated "
+            f"SELECT updated.id, {event_casts} FROM updated "
             f"RETURNING {qn(TaskEvent._meta.pk.column)} AS id)"
         )
         if images:
-            row = "(" + ", ".join(cast(f) for f in image_fields) + ")"
+            row = "(" + ", ".join(_cast(connection, f) for f in image_fields) + ")"
             names = ", ".join(f"c{i}" for i in range(len(image_fields)))
             sql += (
                 f", stored AS ({_insert_into(connection, GeneratedImage, image_fields)} "  # noqa: S608
@@ -292,8 +295,8 @@ def _write_guarded_postgres(connection: Any, task: ImageTask, values: dict[str, 
         row = cursor.fetchone()
     if row is None:
         return False
-    event.pk, task.watched_until = row
-    event._state.adding, event._state.db = False, connection.alias
+    _stored(event, row[0], connection.alias)
+    task.watched_until = row[1]
     return True
 
 

@@ -289,7 +289,7 @@ def _apply(
     elif update is None:
         raise TypeError("_apply needs an update or an error")
     elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
-        if task.evolink_id is None and source == EventSource.SUBMIT:
+        if _gives_first_id(task, source):
             task.evolink_id = update.evolink_id
             outcome, fields = _merge(task, update, now)
             fields = ["evolink_id", *fields]
@@ -393,17 +393,28 @@ def _record_and_apply(
 _READ_BY_MERGE = ("updated_at", "status", "progress", "evolink_id", "next_poll_at")
 
 
+def _gives_first_id(task: ImageTask, source: str) -> bool:
+    """Whether an answer naming an Evolink id may give it to ``task``: only the answer to
+    its create, and only while it has none."""
+    return task.evolink_id is None and source == EventSource.SUBMIT
+
+
 def _apply_unlocked(task: ImageTask, update: Update, event: TaskEvent, source: str,
                     finish: Finish | None = None) -> ApplyResult | None:
     """:func:`apply_payload`'s optimistic apply (see there); None when it was not written
     and the locked path must apply it."""
-    if event.pk is not None or (update.evolink_id is not None
-                                and update.evolink_id != task.evolink_id):
-        return None  # a stored event, another task's answer or a first Evolink id
+    new_id = update.evolink_id is not None and update.evolink_id != task.evolink_id
+    if event.pk is not None or (new_id and not _gives_first_id(task, source)):
+        return None  # a stored event, or another task's answer
     now = timezone.now()
     work = copy.copy(task)  # ``task`` is only changed once the write is done
     old = work.status
-    outcome, fields = _settle(work, source, *_merge(work, update, now), now)
+    if new_id:  # the create's answer (a clash with another task's id fails the write)
+        work.evolink_id = update.evolink_id
+    outcome, fields = _merge(work, update, now)
+    if new_id:
+        fields = ["evolink_id", *fields]
+    outcome, fields = _settle(work, source, outcome, fields, now)
     if not fields:
         return None  # nothing to write but the event: the locked path records it
     work.updated_at = now
@@ -634,61 +645,16 @@ def _write_batch(merged: list[tuple[ApplyResult, list[str]]], answers: list[Answ
 
 def apply_submit_answer(task: ImageTask, payload: Any) -> ApplyResult:
     """Apply Evolink's answer to the create this process just sent for ``task`` (a row it
-    inserted ``queued`` and claimed, not accepted yet): the submit's own fast path.
+    inserted ``queued`` and claimed): :func:`apply_payload` with ``optimistic=True``.
 
-    The row's state is known, so nothing is read or locked: :func:`.rows.write_guarded`
-    writes it guarded by that state (``status = queued``, no Evolink id) with the event's
-    insert (outcome ``applied``), and when the task is watched the change is announced
-    (:func:`.live.announce_if_watched`, as for every apply). Whenever the guard does not hold
-    (something else was applied meanwhile), the answer is not a plain acceptance (final,
-    malformed, no task id) or the write fails (another task already carries this Evolink
-    id), the answer is applied by :func:`apply_payload` instead, which locks, merges and
-    records exactly as for any other delivery.
+    The row's state is known, so nothing is read or locked: the answer (its first Evolink
+    id included) is merged into a copy and written by :func:`.rows.write_guarded`, only
+    while the row still holds that state, with its event - one statement on PostgreSQL.
+    Whenever the guard does not hold (something else was applied meanwhile), the answer
+    is malformed or the write fails (another task already carries this Evolink id), it
+    takes the locked path, which merges and records exactly as for any other delivery.
     """
-    try:
-        update = parse_payload(payload)
-    except PayloadError:
-        return apply_payload(task, payload, source=EventSource.SUBMIT)
-    if (task.status != Status.QUEUED or task.evolink_id is not None or not update.evolink_id
-            or update.status in FINAL_STATUSES):
-        return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
-    now = timezone.now()
-    work = copy.copy(task)  # ``task`` is only changed once the write is done
-    work.evolink_id = update.evolink_id
-    _outcome, merged = _merge(work, update, now)
-    fields = ["evolink_id", *merged]
-    if work.submitted_at is None:
-        work.submitted_at = now
-        fields.append("submitted_at")
-    if work.next_poll_at is None:
-        work.next_poll_at = first_poll_at(work, now)
-        fields.append("next_poll_at")
-    work.updated_at = now
-    values = {name: getattr(work, name) for name in dict.fromkeys([*fields, "updated_at"])}
-    event = _new_event(task.pk, EventSource.SUBMIT, payload)
-    for name, value in (("outcome", EventOutcome.APPLIED), ("changed", True),
-                        ("status_before", Status.QUEUED), ("status_after", work.status)):
-        setattr(event, name, value)
-    try:
-        matched = rows.write_guarded(work, values,
-                                     {"status": Status.QUEUED, "evolink_id": None}, event,
-                                     read_watch=live.listened())
-    except Exception:  # rolled back as a whole: the general path applies (or records) it
-        logger.debug("task %s: the submit answer takes the general path", task.pk,
-                     exc_info=True)
-        matched = False
-    if matched:  # ``work`` is the row, its watch mark as of this write included
-        live.announce_if_watched([work], now)
-        _refresh_instance(task, work)
-        if work.status != Status.QUEUED:
-            _after_commit(task, Status.QUEUED, work.status)
-    if not matched:
-        return apply_payload(task, payload, source=EventSource.SUBMIT, update=update)
-    if work.status != Status.QUEUED:
-        logger.info("task %s: %s event %s -> %s (%s)", task.pk, EventSource.SUBMIT,
-                    Status.QUEUED, work.status, EventOutcome.APPLIED)
-    return ApplyResult(task, event, EventOutcome.APPLIED, True, Status.QUEUED, work.status,
-                       fields)
+    return apply_payload(task, payload, source=EventSource.SUBMIT, optimistic=True)
 
 
 def fail_task(
