@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import heapq
+import itertools
 import math
 import threading
 import time
@@ -402,17 +403,21 @@ class CallbackLog(_RecordLog[CallbackAttempt]):
 class TaskStore:
     """The emulator's tasks by id (a read-mostly mapping view for tests).
 
-    Also keeps a heap of ``(time the task ends, id)`` so that the emulator finds the
-    tasks whose time is up without walking all of them (:meth:`pop_due`).
+    Also keeps a heap of ``(time the task ends, order of creation, id)`` so that the
+    emulator finds the tasks whose time is up without walking all of them
+    (:meth:`pop_due`), and tasks that end at the same moment finish in the order they
+    were created, whichever thread brings them up to date.
     """
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
-        self._ends: list[tuple[float, str]] = []
+        self._ends: list[tuple[float, int, str]] = []
+        self._created = itertools.count()
 
     def add(self, task: Task) -> None:
         self._tasks[task.id] = task
-        heapq.heappush(self._ends, (task.created + task.duration, task.id))
+        heapq.heappush(self._ends, (task.created + task.duration, next(self._created),
+                                    task.id))
 
     def pop_due(self, now: float) -> list[Task]:
         """The unfinished tasks whose end time (``created + duration``) is ``<= now``.
@@ -422,7 +427,7 @@ class TaskStore:
         """
         due: list[Task] = []
         while self._ends and self._ends[0][0] <= now:
-            _, task_id = heapq.heappop(self._ends)
+            _, order, task_id = heapq.heappop(self._ends)
             task = self._tasks.get(task_id)
             if task is None or task.is_final:
                 continue
@@ -430,7 +435,7 @@ class TaskStore:
             if end <= now:
                 due.append(task)
             else:
-                heapq.heappush(self._ends, (end, task_id))
+                heapq.heappush(self._ends, (end, order, task_id))
         return due
 
     def get(self, task_id: str) -> Task | None:

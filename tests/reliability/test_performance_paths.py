@@ -132,6 +132,19 @@ def test_task_store_heap_finds_only_due_tasks_and_rechecks_entries():
     assert store.pop_due(1e9) == []
 
 
+def test_task_store_finishes_tasks_that_end_together_in_the_order_they_were_created():
+    # A frozen (manual) clock gives every task made before an advance the same end time;
+    # the tick thread and the clock's change handler must then finish them in one order,
+    # creation's, whatever their random ids sort like (test_drop_callbacks depends on it).
+    store = TaskStore()
+    made = [Task(id=f"task-{suffix}", model="m", prompt="p", n=1, image_urls=[],
+                 callback_url=None, created=0, duration=30, credits_reserved=0.0)
+            for suffix in ("zz", "mm", "aa", "qq")]
+    for t in made:
+        store.add(t)
+    assert store.pop_due(30) == made
+
+
 def test_a_refetched_callback_writes_its_outcome_with_the_apply(settings):
     # re-fetch mode: the delivery is committed first, by the token lookup's own statement
     # on PostgreSQL (the lookup, then its INSERT elsewhere), before Evolink is asked;
