@@ -18,7 +18,10 @@ views, has a fixed :meth:`CallbackView.post` and keeps the authentication apart 
    that stamps its arrival (alone, as ``error``, when that write fails), and answered
    only after that commit;
 3. **check**: a body that is not a task object, or is about another task, answers 400
-   and changes nothing (the event keeps its outcome);
+   and changes nothing (the event keeps its outcome). A callback that arrives before
+   its task's create answer is recorded (the task has no Evolink id yet and is not
+   final; the row is read again first) answers 503 with ``Retry-After`` instead, so
+   that Evolink sends it again, and is kept as ``received``;
 4. **apply**: by default (``TRUST_CALLBACK_BODY = False``) the body is only a hint:
    the task is fetched from Evolink and *that* answer is applied, as a second event, so
    a leaked URL cannot inject images or statuses. With ``TRUST_CALLBACK_BODY = True``
@@ -77,6 +80,11 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "s
 SECRET_HEADER_PARTS = ("token", "key", "secret", "signature", "auth", "password", "session")
 #: How much of a body that is not JSON is stored.
 MAX_STORED_TEXT = 10_000
+#: The answer to a callback that arrives before its task's create answer is recorded.
+EARLY_DETAIL = ("The task's create answer is not recorded yet, so its Evolink id is not "
+                "known; retry later.")
+#: The note of that delivery's event.
+EARLY_NOTE = "arrived before the create's answer was recorded; answered 503 for a retry"
 
 
 def redact_headers(headers: Any) -> dict[str, str]:
@@ -98,6 +106,14 @@ def client_address(request: HttpRequest) -> str | None:
         return str(ipaddress.ip_address(value))
     except ValueError:
         return None
+
+
+def _too_early(problem: tuple[str, str] | None, task: ImageTask) -> bool:
+    """Whether a body refused as about another task came while ``task`` still waits for
+    the answer that gives it its Evolink id (it has none and is not final: queued, or its
+    create is in flight), so that its id cannot be judged yet."""
+    return (problem is not None and problem[0] == EventOutcome.WRONG_TASK
+            and task.evolink_id is None and not task.is_final)
 
 
 class CallbackTokenMixin:
@@ -155,6 +171,19 @@ class CallbackView(CallbackTokenMixin, View):
             return self.answer(404, {"detail": "Unknown callback URL."})
         event.task_id = task.pk  # for the writes that store it later
         problem = self.check_body(task, self._parsed_body)
+        if _too_early(problem, task):
+            # Evolink finished the task before its create's answer was recorded here (a
+            # slow or stalled submit): the id cannot be judged yet. Read the row again in
+            # case the answer landed since the lookup; if not, answer 503 so that Evolink
+            # sends the callback again, and keep the delivery as received.
+            task.refresh_from_db()
+            problem = self.check_body(task, self._parsed_body)
+            if _too_early(problem, task):
+                self.set_outcome(event, EventOutcome.RECEIVED, EARLY_NOTE, task.status,
+                                 task.status)
+                response = self.answer(503, {"detail": EARLY_DETAIL})
+                response["Retry-After"] = "1"
+                return response
         if problem is not None:
             outcome, message = problem
             if isinstance(event.payload, dict) and event.payload.get("_too_large"):

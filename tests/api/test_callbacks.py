@@ -209,6 +209,69 @@ def test_a_body_that_is_not_a_task_object_for_this_task_answers_400(client, evol
     assert len(evolink.calls) == 0
 
 
+@pytest.mark.parametrize("trust", [False, True])
+@pytest.mark.parametrize("status", ["queued", "pending"])
+def test_a_callback_before_the_creates_answer_is_recorded_answers_503_to_be_resent(
+        client, evolink, settings, trust, status):
+    # Evolink finished the task before the answer to its create was recorded here (a
+    # stalled submit): the id cannot be judged yet, so Evolink is asked to send it again.
+    set_evolink(settings, TRUST_CALLBACK_BODY=trust)
+    task, raw = make_task(status=status, evolink_id=None)
+    response = post(client, raw, task_answer(status="completed"))
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert response.json() == {"detail": callbacks.EARLY_DETAIL}
+    (delivery,) = events(task)
+    assert delivery.outcome == EventOutcome.RECEIVED and delivery.changed is False
+    assert delivery.note.endswith(callbacks.EARLY_NOTE)
+    assert delivery.payload == task_answer(status="completed")
+    task.refresh_from_db()
+    assert task.status == status and task.evolink_id is None
+    assert task.callback_received_at is None and not task.images.exists()
+    assert len(evolink.calls) == 0
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_a_callback_for_a_final_task_without_an_id_is_about_another_task(client, evolink,
+                                                                         status):
+    # e.g. a create whose answer was lost (outcome_unknown): nothing will give it an id
+    task, raw = make_task(status=status, evolink_id=None)
+    response = post(client, raw, task_answer(status="completed"))
+    assert response.status_code == 400 and response.json()["outcome"] == "wrong_task"
+    (delivery,) = events(task)
+    assert delivery.outcome == EventOutcome.WRONG_TASK
+    assert len(evolink.calls) == 0
+
+
+def test_a_malformed_body_before_the_creates_answer_still_answers_400(client, evolink):
+    task, raw = make_task(status="pending", evolink_id=None)
+    response = post(client, raw, {"status": "completed"})
+    assert response.status_code == 400 and response.json()["outcome"] == "malformed"
+    assert events(task)[0].outcome == EventOutcome.MALFORMED
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_a_creates_answer_recorded_after_the_lookup_is_seen_before_answering_503(
+        client, evolink, settings, monkeypatch, trust):
+    # The lookup read the row before the create's answer gave it its id; the row is read
+    # again, and the delivery is then handled as any other.
+    set_evolink(settings, TRUST_CALLBACK_BODY=trust)
+    task, raw = make_task(status="pending")
+    looked_up = CallbackView.validate_request
+
+    def before_the_answer(self, request, token, record=None):
+        found = looked_up(self, request, token, record)
+        found.evolink_id, found.status = None, "pending"
+        return found
+
+    monkeypatch.setattr(CallbackView, "validate_request", before_the_answer)
+    evolink.get(task_url(), json=task_answer(status="completed"))
+    response = post(client, raw, task_answer(status="completed"))
+    assert response.status_code == 200 and response.json()["outcome"] == "applied"
+    task.refresh_from_db()
+    assert task.status == "completed" and task.images.count() == 1
+    assert len(fetches(evolink)) == (0 if trust else 1)
+
+
 # ------------------------------------------------------------------- hint + re-fetch
 
 
