@@ -419,8 +419,10 @@ def test_model_picker_builds_the_form_from_get_models(
     browser.find_element("id", "prompt").send_keys("Combine the three photos")
     browser.find_element("id", "image1").send_keys("\n".join(str(p) for p in photos))
     browser.find_element("id", "submit").click()
-    _wait(browser, lambda d: ImageTask.objects.filter(model="qwen-image-edit").exists(),
-          what="the multi-image task")
+    # the row is written before the create is sent (record first): wait for the answer
+    _wait(browser, lambda d: ImageTask.objects.filter(
+        model="qwen-image-edit", evolink_id__isnull=False).exists(),
+        what="the multi-image task's create answer")
     task = ImageTask.objects.get(model="qwen-image-edit")
     assert len(task.image_urls) == 3 and len(task.input_files) == 3
     [sent] = [r.json for r in evolink_emulator.requests
