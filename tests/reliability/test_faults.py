@@ -451,6 +451,19 @@ def test_callbacks_duplicated_four_times_and_reordered(evolink_emulator, live_ca
         assert 1 <= task_gets(emu, task.evolink_id) <= 4  # re-fetches of concurrent copies
 
 
+def one_task_whose_callback_is_retried_once(emu) -> ImageTask:
+    """Create one task and wait until it is final, its callback answered 503 and then, on
+    Evolink's retry, 200; the invariants checked."""
+    with SignalCounter() as seen:
+        tasks = create_tasks(1)
+        attempts = emu.callbacks.wait_for(2, timeout=30, task_id=tasks[0].evolink_id)
+        emu.wait_idle()
+        wait_final(tasks)
+        assert_invariants(emu, tasks, seen)
+    assert [(a.attempt, a.http_status) for a in attempts[:2]] == [(1, 503), (2, 200)]
+    return tasks[0]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_callback_that_beats_the_recording_of_its_creates_answer_comes_again(
         evolink_emulator, live_callbacks, monkeypatch):
@@ -468,21 +481,15 @@ def test_a_callback_that_beats_the_recording_of_its_creates_answer_comes_again(
         return real(task, payload)
 
     monkeypatch.setattr(core_services, "apply_submit_answer", held_back)
-    with SignalCounter() as seen:
-        tasks = create_tasks(1)
-        attempts = emu.callbacks.wait_for(2, timeout=30, task_id=tasks[0].evolink_id)
-        emu.wait_idle()
-        wait_final(tasks)
-        assert_invariants(emu, tasks, seen)
-    assert [(a.attempt, a.http_status) for a in attempts[:2]] == [(1, 503), (2, 200)]
+    task = one_task_whose_callback_is_retried_once(emu)
     early, delivered = TaskEvent.objects.filter(
-        task=tasks[0], source=EventSource.CALLBACK,
+        task=task, source=EventSource.CALLBACK,
         note__startswith="callback delivery").order_by("received_at", "id")
     assert early.outcome == EventOutcome.RECEIVED and early.changed is False
     assert early.note.endswith(callbacks.EARLY_NOTE)
     assert delivered.outcome != EventOutcome.WRONG_TASK
-    tasks[0].refresh_from_db()
-    assert tasks[0].status == Status.COMPLETED and tasks[0].images.count() == 1
+    task.refresh_from_db()
+    assert task.status == Status.COMPLETED and task.images.count() == 1
 
 
 @pytest.mark.slow
@@ -501,14 +508,8 @@ def test_database_unavailable_while_applying_a_callback_evolinks_retry_succeeds(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(core_services, "apply_payload", flaky)
-    with SignalCounter() as seen:
-        tasks = create_tasks(1)
-        attempts = emu.callbacks.wait_for(2, timeout=30, task_id=tasks[0].evolink_id)
-        emu.wait_idle()
-        wait_final(tasks)
-        assert_invariants(emu, tasks, seen)
-    assert [(a.attempt, a.http_status) for a in attempts[:2]] == [(1, 503), (2, 200)]
-    deliveries = list(TaskEvent.objects.filter(task=tasks[0], source=EventSource.CALLBACK,
+    task = one_task_whose_callback_is_retried_once(emu)
+    deliveries = list(TaskEvent.objects.filter(task=task, source=EventSource.CALLBACK,
                                                note__startswith="callback delivery")
                       .order_by("received_at", "id"))
     assert [e.outcome for e in deliveries] == [EventOutcome.ERROR, EventOutcome.UNCHANGED]
