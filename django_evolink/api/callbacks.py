@@ -108,12 +108,10 @@ def client_address(request: HttpRequest) -> str | None:
         return None
 
 
-def _too_early(problem: tuple[str, str] | None, task: ImageTask) -> bool:
-    """Whether a body refused as about another task came while ``task`` still waits for
-    the answer that gives it its Evolink id (it has none and is not final: queued, or its
-    create is in flight), so that its id cannot be judged yet."""
-    return (problem is not None and problem[0] == EventOutcome.WRONG_TASK
-            and task.evolink_id is None and not task.is_final)
+def _awaits_its_id(task: ImageTask) -> bool:
+    """Whether ``task`` still waits for the answer that gives it its Evolink id (it has
+    none and is not final: queued, or its create is in flight)."""
+    return task.evolink_id is None and not task.is_final
 
 
 class CallbackTokenMixin:
@@ -170,20 +168,19 @@ class CallbackView(CallbackTokenMixin, View):
         except Http404:
             return self.answer(404, {"detail": "Unknown callback URL."})
         event.task_id = task.pk  # for the writes that store it later
+        if _awaits_its_id(task):
+            task.refresh_from_db()  # the create's answer may have landed since the lookup
         problem = self.check_body(task, self._parsed_body)
-        if _too_early(problem, task):
+        if (problem is not None and problem[0] == EventOutcome.WRONG_TASK
+                and _awaits_its_id(task)):
             # Evolink finished the task before its create's answer was recorded here (a
-            # slow or stalled submit): the id cannot be judged yet. Read the row again in
-            # case the answer landed since the lookup; if not, answer 503 so that Evolink
-            # sends the callback again, and keep the delivery as received.
-            task.refresh_from_db()
-            problem = self.check_body(task, self._parsed_body)
-            if _too_early(problem, task):
-                self.set_outcome(event, EventOutcome.RECEIVED, EARLY_NOTE, task.status,
-                                 task.status)
-                response = self.answer(503, {"detail": EARLY_DETAIL})
-                response["Retry-After"] = "1"
-                return response
+            # slow or stalled submit): the id cannot be judged yet. Answer 503 so that
+            # Evolink sends the callback again, and keep the delivery as received.
+            self.set_outcome(event, EventOutcome.RECEIVED, EARLY_NOTE, task.status,
+                             task.status)
+            response = self.answer(503, {"detail": EARLY_DETAIL})
+            response["Retry-After"] = "1"
+            return response
         if problem is not None:
             outcome, message = problem
             if isinstance(event.payload, dict) and event.payload.get("_too_large"):

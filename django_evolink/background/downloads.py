@@ -283,8 +283,8 @@ def fetch_image(url: str) -> tuple[TemporaryUploadedFile, dict[str, Any]]:
             raise DownloadError(
                 gettext("More than %(n)d redirects.") % {"n": MAX_REDIRECTS}, permanent=True
             )
-    if check.is_png and check.problem():
-        logger.debug("downloaded PNG refused: %s", check.problem())
+    if check.is_png and (problem := check.problem()):
+        logger.debug("downloaded PNG refused: %s", problem)
         buf.close()
         raise DownloadError(gettext("The image is truncated or corrupt."), permanent=False)
     size = buf.seek(0, 2)

@@ -288,20 +288,11 @@ def _apply(
         note = str(error)
     elif update is None:
         raise TypeError("_apply needs an update or an error")
-    elif update.evolink_id is not None and task.evolink_id != update.evolink_id:
-        if _gives_first_id(task, source):
-            task.evolink_id = update.evolink_id
-            outcome, fields = _merge(task, update, now)
-            fields = ["evolink_id", *fields]
-            note = ""
-        else:
-            outcome, fields, note = (
-                EventOutcome.WRONG_TASK,
-                [],
-                (f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"),
-            )
+    elif _names_another_id(task, update) and not _gives_first_id(task, source):
+        outcome, fields = EventOutcome.WRONG_TASK, []
+        note = f"payload is for {update.evolink_id!r}, not {task.evolink_id!r}"
     else:
-        outcome, fields = _merge(task, update, now)
+        outcome, fields = _merge_answer(task, update, now)
         note = ""
     outcome, fields = _settle(task, source, outcome, fields, now)
     extra = bookkeeping(task, outcome) if bookkeeping is not None else {}
@@ -393,28 +384,39 @@ def _record_and_apply(
 _READ_BY_MERGE = ("updated_at", "status", "progress", "evolink_id", "next_poll_at")
 
 
+def _names_another_id(task: ImageTask, update: Update) -> bool:
+    """Whether ``update`` names an Evolink id that ``task`` does not carry."""
+    return update.evolink_id is not None and update.evolink_id != task.evolink_id
+
+
 def _gives_first_id(task: ImageTask, source: str) -> bool:
     """Whether an answer naming an Evolink id may give it to ``task``: only the answer to
     its create, and only while it has none."""
     return task.evolink_id is None and source == EventSource.SUBMIT
 
 
+def _merge_answer(task: ImageTask, update: Update, now: datetime) -> tuple[str, list[str]]:
+    """:func:`_merge`, after giving ``task`` the answer's Evolink id when it names one the
+    task does not carry (the create's answer: the callers let no other through)."""
+    if not _names_another_id(task, update):
+        return _merge(task, update, now)
+    task.evolink_id = update.evolink_id
+    outcome, fields = _merge(task, update, now)
+    return outcome, ["evolink_id", *fields]
+
+
 def _apply_unlocked(task: ImageTask, update: Update, event: TaskEvent, source: str,
                     finish: Finish | None = None) -> ApplyResult | None:
     """:func:`apply_payload`'s optimistic apply (see there); None when it was not written
     and the locked path must apply it."""
-    new_id = update.evolink_id is not None and update.evolink_id != task.evolink_id
-    if event.pk is not None or (new_id and not _gives_first_id(task, source)):
+    if event.pk is not None or (_names_another_id(task, update)
+                                and not _gives_first_id(task, source)):
         return None  # a stored event, or another task's answer
     now = timezone.now()
     work = copy.copy(task)  # ``task`` is only changed once the write is done
     old = work.status
-    if new_id:  # the create's answer (a clash with another task's id fails the write)
-        work.evolink_id = update.evolink_id
-    outcome, fields = _merge(work, update, now)
-    if new_id:
-        fields = ["evolink_id", *fields]
-    outcome, fields = _settle(work, source, outcome, fields, now)
+    # a first Evolink id that another task already carries fails the write
+    outcome, fields = _settle(work, source, *_merge_answer(work, update, now), now)
     if not fields:
         return None  # nothing to write but the event: the locked path records it
     work.updated_at = now
